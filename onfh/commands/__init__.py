@@ -1,0 +1,1 @@
+"""Sub-commands of ``onfh``: each module here defines ``register(subparsers)``."""
