@@ -1,0 +1,39 @@
+"""The per-case JSON report shared by ``onfh segment`` and ``onfh grade --json``."""
+
+from __future__ import annotations
+
+import os
+
+import SimpleITK as sitk
+
+from onfh import __version__
+from onfh.grading import GradeResult
+
+
+def input_info(path: str | os.PathLike, image: sitk.Image) -> dict:
+    """Path, size (voxels), spacing (mm) and orientation of an input image."""
+    return {
+        "path": str(path),
+        "size": list(image.GetSize()),
+        "spacing_mm": [round(s, 6) for s in image.GetSpacing()],
+        "origin_mm": [round(o, 6) for o in image.GetOrigin()],
+        "direction": [round(d, 6) for d in image.GetDirection()],
+    }
+
+
+def case_report(result: GradeResult, input: dict, model: dict | None = None, **extra) -> dict:
+    """The JSON-ready report of one hip (ARCHITECTURE.md section 4).
+
+    Args:
+        result: grading result.
+        input: ``input_info`` of the image (or segmentation) the grade refers to.
+        model: ``{"id": ..., "sha256": ...}`` of the model that segmented it, if any.
+        extra: further top-level fields (timings, device, truth, ...).
+    """
+    report = result.to_dict()
+    report["necrosis_percent"] = None if result.ratio is None else round(100.0 * result.ratio, 1)
+    report["model"] = model
+    report["input"] = input
+    report["onfh_version"] = __version__
+    report.update(extra)
+    return report
