@@ -94,8 +94,12 @@ def steinberg_grade(ratio: float) -> str:
 
 
 def is_borderline(ratio: float, margin: float = BORDERLINE_MARGIN) -> bool:
-    """True when ``ratio`` lies within ``margin`` of a grade cut-off (0.15 or 0.30)."""
-    return any(abs(ratio - cut) <= margin for cut in (GRADE_B_MIN_RATIO, GRADE_C_ABOVE_RATIO))
+    """True when ``ratio`` lies within ``margin`` of a grade cut-off (0.15 or 0.30).
+
+    A 1e-12 tolerance keeps decimal inputs like 0.32 on the inclusive side despite binary
+    floating point.
+    """
+    return any(abs(ratio - cut) <= margin + 1e-12 for cut in (GRADE_B_MIN_RATIO, GRADE_C_ABOVE_RATIO))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,253 @@
+"""Live grading of a segmentation node: masks from MRML, recompute on every edit.
+
+The Qt widget plugs a single-shot ``qt.QTimer`` in as the scheduler; pytest plugs in a
+plain function. Everything else (finding segments, counting voxels in world units,
+observing edits) lives here so it is tested on real MRML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from onfh.grading import GradeResult, grade_from_voxel_counts
+from onfh.labels import classify_segment
+
+BINARY_LABELMAP = "Binary labelmap"
+# vtkSegmentation events a segment edit can fire; voxel edits fire only the source-
+# representation event, so it must be among them.
+SEGMENTATION_EVENTS = (
+    "SegmentAdded",
+    "SegmentRemoved",
+    "SegmentModified",
+    "SourceRepresentationModified",
+)
+
+
+def segment_terminology(segment) -> str:
+    """The ``TerminologyEntry`` tag of a ``vtkSegment`` (empty if unset)."""
+    value = vtk.reference("")
+    return str(value) if segment.GetTag("TerminologyEntry", value) else ""
+
+
+def find_grading_segments(segmentation_node) -> dict[str, str | None]:
+    """Segment IDs of the femoral head and the necrosis, by terminology code then name.
+
+    Returns ``{"femoral_head": id or None, "necrosis": id or None}``; the first matching
+    segment wins, in segment order.
+    """
+    segmentation = segmentation_node.GetSegmentation()
+    found: dict[str, str | None] = {"femoral_head": None, "necrosis": None}
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(index)
+        kind = classify_segment(segment.GetName() or "", segment_terminology(segment))
+        if kind and found[kind] is None:
+            found[kind] = segmentation.GetNthSegmentID(index)
+    return found
+
+
+def _world_volume_scale(segmentation_node) -> float:
+    """Factor from voxel volume in the node's coordinates to world (RAS) volume.
+
+    A linear parent transform scales volumes by ``|det(A)|`` of its 3x3 part.
+    """
+    transform_node = segmentation_node.GetParentTransformNode()
+    if transform_node is None:
+        return 1.0
+    matrix = vtk.vtkMatrix4x4()
+    transform_node.GetMatrixTransformToWorld(matrix)
+    linear = np.array([[matrix.GetElement(r, c) for c in range(3)] for r in range(3)])
+    return abs(float(np.linalg.det(linear)))
+
+
+def _labelmap(segmentation_node, segment_id: str):
+    """The segment's binary labelmap (shared-layer image) and label value, without copying."""
+    segmentation = segmentation_node.GetSegmentation()
+    segment = segmentation.GetSegment(segment_id)
+    if segment is None:
+        raise ValueError(f"segmentation {segmentation_node.GetName()!r} has no segment {segment_id!r}")
+    if segmentation.GetSourceRepresentationName() != BINARY_LABELMAP:
+        segmentation_node.CreateBinaryLabelmapRepresentation()
+    image = segment.GetRepresentation(BINARY_LABELMAP)
+    return image, int(segment.GetLabelValue())
+
+
+def _array_and_extent(image) -> tuple[np.ndarray | None, tuple[int, ...]]:
+    extent = tuple(image.GetExtent())
+    if image.GetPointData().GetScalars() is None or any(extent[2 * i] > extent[2 * i + 1] for i in range(3)):
+        return None, extent
+    shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+    return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape), extent
+
+
+def _count(array: np.ndarray | None, value: int) -> int:
+    return 0 if array is None else int(np.count_nonzero(array == value))
+
+
+def _overlap(a, a_value: int, b, b_value: int) -> int:
+    """Voxels labelled in both images (different layers), over their common extent."""
+    array_a, ext_a = _array_and_extent(a)
+    array_b, ext_b = _array_and_extent(b)
+    if array_a is None or array_b is None:
+        return 0
+    low = [max(ext_a[2 * i], ext_b[2 * i]) for i in range(3)]
+    high = [min(ext_a[2 * i + 1], ext_b[2 * i + 1]) for i in range(3)]
+    if any(lo > hi for lo, hi in zip(low, high)):
+        return 0
+
+    def window(array, ext):
+        return array[
+            low[2] - ext[4] : high[2] - ext[4] + 1,
+            low[1] - ext[2] : high[1] - ext[2] + 1,
+            low[0] - ext[0] : high[0] - ext[0] + 1,
+        ]
+
+    return int(np.count_nonzero((window(array_a, ext_a) == a_value) & (window(array_b, ext_b) == b_value)))
+
+
+def _same_geometry(a, b) -> bool:
+    ma, mb = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    a.GetImageToWorldMatrix(ma)
+    b.GetImageToWorldMatrix(mb)
+    return all(abs(ma.GetElement(r, c) - mb.GetElement(r, c)) < 1e-6 for r in range(4) for c in range(4))
+
+
+def _voxel_volume_mm3(image) -> float:
+    """Voxel volume from the image-to-world matrix (holds for non-orthonormal directions too)."""
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    linear = np.array([[matrix.GetElement(r, c) for c in range(3)] for r in range(3)])
+    return abs(float(np.linalg.det(linear)))
+
+
+def compute_grade(
+    segmentation_node, head_id: str | None = None, necrosis_id: str | None = None
+) -> GradeResult:
+    """Volumes, ratio and grade of a segmentation node, in world units.
+
+    Args:
+        segmentation_node: ``vtkMRMLSegmentationNode`` (overlapping or exclusive segments).
+        head_id: femoral head segment; found automatically when ``None``.
+        necrosis_id: necrosis segment; found automatically when ``None``. A missing
+            necrosis segment counts as no necrosis.
+
+    Raises:
+        ValueError: no femoral head segment, or segments on different grids.
+    """
+    found = find_grading_segments(segmentation_node)
+    head_id = head_id or found["femoral_head"]
+    necrosis_id = necrosis_id or found["necrosis"]
+    if not head_id:
+        raise ValueError(f"segmentation {segmentation_node.GetName()!r} has no femoral head segment")
+    if (
+        segmentation_node.GetParentTransformNode() is not None
+        and not segmentation_node.GetParentTransformNode().IsTransformToWorldLinear()
+    ):
+        return _grade_hardened_copy(segmentation_node, head_id, necrosis_id)
+    head_image, head_value = _labelmap(segmentation_node, head_id)
+    head_array, _ = _array_and_extent(head_image)
+    head_voxels = _count(head_array, head_value)
+    necrosis_voxels = overlap = 0
+    if necrosis_id and necrosis_id != head_id:
+        necrosis_image, necrosis_value = _labelmap(segmentation_node, necrosis_id)
+        necrosis_array, _ = _array_and_extent(necrosis_image)
+        necrosis_voxels = _count(necrosis_array, necrosis_value)
+        if necrosis_voxels and necrosis_image is not head_image:
+            if not _same_geometry(head_image, necrosis_image):
+                raise ValueError("femoral head and necrosis segments are on different grids")
+            overlap = _overlap(head_image, head_value, necrosis_image, necrosis_value)
+    voxel_mm3 = _voxel_volume_mm3(head_image) * _world_volume_scale(segmentation_node)
+    edge_mm = voxel_mm3 ** (1.0 / 3.0)
+    return grade_from_voxel_counts(head_voxels + necrosis_voxels - overlap, necrosis_voxels, (edge_mm,) * 3)
+
+
+def _grade_hardened_copy(segmentation_node, head_id: str, necrosis_id: str | None) -> GradeResult:
+    """Grade a node under a non-linear transform by hardening the transform on a copy."""
+    scene = segmentation_node.GetScene()
+    copy = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "onfh grading copy")
+    try:
+        copy.GetSegmentation().DeepCopy(segmentation_node.GetSegmentation())
+        copy.SetAndObserveTransformNodeID(segmentation_node.GetTransformNodeID())
+        copy.HardenTransform()
+        return compute_grade(copy, head_id, necrosis_id)
+    finally:
+        scene.RemoveNode(copy)
+
+
+@dataclass
+class GradeUpdate:
+    """What the panel shows after a recompute: a result, or why there is none."""
+
+    result: GradeResult | None
+    error: str | None
+    head_id: str | None
+    necrosis_id: str | None
+
+
+class LiveGrader:
+    """Recompute the grade of a segmentation node whenever its segments change.
+
+    Every observed event calls ``schedule()``; the owner calls ``recompute()`` when its
+    timer fires. With a restarting single-shot timer a burst of events (one paint stroke)
+    costs one recompute after the burst.
+
+    Args:
+        segmentation_node: node to observe.
+        on_update: called with a ``GradeUpdate`` after every recompute.
+        schedule: requests a ``recompute()`` soon (Qt: ``QTimer.start``).
+        head_id, necrosis_id: fixed segment choice; ``None`` picks automatically.
+    """
+
+    def __init__(
+        self,
+        segmentation_node,
+        on_update: Callable[[GradeUpdate], None],
+        schedule: Callable[[], None],
+        head_id: str | None = None,
+        necrosis_id: str | None = None,
+    ) -> None:
+        self.node = segmentation_node
+        self.on_update = on_update
+        self.schedule = schedule
+        self.head_id = head_id
+        self.necrosis_id = necrosis_id
+        self._observers: list[tuple[object, int]] = []
+        events = [getattr(slicer.vtkSegmentation, name) for name in SEGMENTATION_EVENTS]
+        events.append(slicer.vtkMRMLTransformableNode.TransformModifiedEvent)
+        for event in events:
+            tag = segmentation_node.AddObserver(event, self._on_event)
+            self._observers.append((segmentation_node, tag))
+
+    def _on_event(self, caller, event) -> None:
+        self.schedule()
+
+    def set_segments(self, head_id: str | None, necrosis_id: str | None) -> None:
+        """Fix which segments are graded (``None``: automatic) and request a recompute."""
+        self.head_id, self.necrosis_id = head_id, necrosis_id
+        self.schedule()
+
+    def recompute(self) -> GradeUpdate:
+        """Grade now and report the result to ``on_update``."""
+        found = find_grading_segments(self.node)
+        head_id = self.head_id if self._exists(self.head_id) else found["femoral_head"]
+        necrosis_id = self.necrosis_id if self._exists(self.necrosis_id) else found["necrosis"]
+        try:
+            update = GradeUpdate(compute_grade(self.node, head_id, necrosis_id), None, head_id, necrosis_id)
+        except ValueError as error:
+            update = GradeUpdate(None, str(error), head_id, necrosis_id)
+        self.on_update(update)
+        return update
+
+    def _exists(self, segment_id: str | None) -> bool:
+        return bool(segment_id) and self.node.GetSegmentation().GetSegment(segment_id) is not None
+
+    def close(self) -> None:
+        """Stop observing the node."""
+        for obj, tag in self._observers:
+            obj.RemoveObserver(tag)
+        self._observers.clear()
