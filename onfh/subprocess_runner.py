@@ -1,0 +1,283 @@
+"""Run ``onfh segment`` in a child process: build the command, read progress, cancel.
+
+Slicer's GUI must never freeze while a model runs, and Cancel must really stop the work
+(ARCHITECTURE.md section 3). So the Segment button starts Slicer's own Python as a child
+process (``PythonSlicer -m onfh segment ... --progress json``); this module reads its
+output on background threads and hands complete progress events to whoever polls, which
+in Slicer is a ``QTimer`` in the Qt layer. Nothing here imports Qt or Slicer, so the
+same code is tested with a real child process under pytest.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onfh.errors import OnfhError
+
+DEVICE_CHOICES = ("auto", "cpu", "gpu")
+"""What the module offers; ``gpu`` becomes ``cuda`` (or ``mps`` on macOS) for the CLI."""
+
+_STDERR_TAIL_LINES = 200
+
+
+def cli_device(choice: str, platform: str = sys.platform) -> str:
+    """Translate the module's device choice into the ``onfh segment --device`` value.
+
+    Args:
+        choice: ``"auto"``, ``"cpu"`` or ``"gpu"`` (case-insensitive).
+        platform: ``sys.platform`` of the machine that runs the model.
+
+    Raises:
+        ValueError: an unknown choice.
+    """
+    normalised = choice.strip().lower()
+    if normalised not in DEVICE_CHOICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}")
+    if normalised == "gpu":
+        return "mps" if platform == "darwin" else "cuda"
+    return normalised
+
+
+def build_segment_command(
+    python_executable: str | os.PathLike,
+    input_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    model_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+) -> list[str]:
+    """The argument list that segments one image with JSON progress on stdout.
+
+    Args:
+        python_executable: the Python that has ``onfh`` and torch (``PythonSlicer`` in Slicer).
+        input_path: the image file (Slicer saves the volume to a temporary NRRD first).
+        output_dir: where ``onfh segment`` writes ``<case>.seg.nrrd`` and ``<case>.json``.
+        model_dir: a model folder, or ``None`` for the shipped default model.
+        device: a choice from ``DEVICE_CHOICES``.
+    """
+    command = [
+        str(python_executable),
+        "-m",
+        "onfh",
+        "segment",
+        str(input_path),
+        "-o",
+        str(output_dir),
+        "--device",
+        cli_device(device),
+        "--progress",
+        "json",
+    ]
+    if model_dir is not None and str(model_dir).strip() not in ("", "."):
+        command += ["--model", str(model_dir)]
+    return command
+
+
+def child_environment(base: dict[str, str], package_root: str | os.PathLike) -> dict[str, str]:
+    """A copy of ``base`` in which ``import onfh`` finds the package under ``package_root``.
+
+    The extension's folder is not on the child's default path inside Slicer, so it is
+    prepended to ``PYTHONPATH`` (once). Threads for OpenMP/MKL are left to the engine.
+    """
+    env = dict(base)
+    root = str(Path(package_root).resolve())
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in parts:
+        parts.insert(0, root)
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    env["PYTHONUNBUFFERED"] = "1"  # progress lines must arrive as they are printed
+    return env
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One ``--progress json`` line: a stage name, a 0-1 fraction (or None), the case."""
+
+    stage: str
+    fraction: float | None
+    case: str | None
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+def parse_progress_line(line: str) -> ProgressEvent | None:
+    """Parse one stdout line; ``None`` for anything that is not a progress object.
+
+    The engine may print other text (warnings from libraries); those lines are kept as
+    log, never treated as errors. Fractions outside 0-1 are clamped, non-numbers dropped.
+    """
+    text = line.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or "stage" not in obj:
+        return None
+    fraction = obj.get("fraction")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        fraction = None
+    else:
+        fraction = min(1.0, max(0.0, float(fraction)))
+    case = obj.get("case")
+    return ProgressEvent(str(obj["stage"]), fraction, None if case is None else str(case), obj)
+
+
+class SegmentProcess:
+    """A running ``onfh segment`` child: poll it for progress, cancel it, read its errors.
+
+    ``poll()`` never blocks: two reader threads move stdout and stderr lines into
+    thread-safe containers, and the caller (a ``QTimer`` in Slicer) drains them.
+    The child runs in its own process group (POSIX) or process group and job tree
+    (Windows), so ``cancel()`` also ends anything it started (data-loader workers).
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: str | os.PathLike | None = None,
+    ):
+        self.command = [str(c) for c in command]
+        self._events: queue.Queue[ProgressEvent] = queue.Queue()
+        self._log: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+        self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+        self.cancelled = False
+        kwargs: dict = {}
+        if sys.platform == "win32":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        else:
+            kwargs["start_new_session"] = True
+        try:
+            self._process = subprocess.Popen(
+                self.command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=None if cwd is None else str(cwd),
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                bufsize=1,
+                **kwargs,
+            )
+        except OSError as error:
+            message = f"{self.command[0]}: could not start the segmentation process ({error})"
+            raise OnfhError(message) from None
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def pid(self) -> int:
+        """Process id of the child."""
+        return self._process.pid
+
+    def _read_stdout(self) -> None:
+        for line in self._process.stdout:
+            event = parse_progress_line(line)
+            if event is None:
+                if line.strip():
+                    self._log.append(line.rstrip())
+            else:
+                self._events.put(event)
+        self._process.stdout.close()
+
+    def _read_stderr(self) -> None:
+        for line in self._process.stderr:
+            if line.strip():
+                self._stderr.append(line.rstrip())
+        self._process.stderr.close()
+
+    def poll(self) -> list[ProgressEvent]:
+        """Progress events that arrived since the last call (never blocks)."""
+        events = []
+        while True:
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                return events
+
+    @property
+    def finished(self) -> bool:
+        """True once the child has exited and all its output has been read."""
+        return self._process.poll() is not None and not any(r.is_alive() for r in self._readers)
+
+    @property
+    def returncode(self) -> int | None:
+        """The child's exit status, ``None`` while it runs."""
+        return self._process.poll()
+
+    def wait(self, timeout_s: float | None = None) -> int:
+        """Block until the child exits and its output is read (for scripts and tests)."""
+        code = self._process.wait(timeout=timeout_s)
+        for reader in self._readers:
+            reader.join(timeout=timeout_s)
+        return code
+
+    @property
+    def log_lines(self) -> list[str]:
+        """Non-progress stdout lines (the last few hundred)."""
+        return list(self._log)
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        """The last few hundred stderr lines."""
+        return list(self._stderr)
+
+    def error_message(self) -> str:
+        """The one line to show a user after a failure.
+
+        Prefers the engine's own ``onfh: error: ...`` line (an ``OnfhError``); otherwise
+        the last stderr line (a crash), otherwise the exit status.
+        """
+        lines = self.stderr_lines
+        for line in reversed(lines):
+            if line.startswith("onfh: error:"):
+                return line[len("onfh: error:") :].strip()
+        if lines:
+            return lines[-1]
+        return f"segmentation process exited with status {self.returncode}"
+
+    def cancel(self, timeout_s: float = 5.0) -> None:
+        """End the child and everything it started; returns once they are gone.
+
+        Asks politely first (SIGTERM / CTRL_BREAK), then kills (SIGKILL / taskkill /F /T)
+        after ``timeout_s``. Safe to call on a finished process.
+        """
+        self.cancelled = True
+        if self._process.poll() is not None:
+            self.wait(timeout_s)
+            return
+        if sys.platform == "win32":
+            subprocess.run(
+                ["taskkill", "/F", "/T", "/PID", str(self._process.pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+        else:
+            self._signal_group(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=timeout_s)
+            # The group may hold grandchildren even after the leader exited.
+            self._signal_group(signal.SIGKILL)
+        self.wait(timeout_s)
+
+    def _signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, signum)
