@@ -67,8 +67,14 @@ def a_segmentation_node(a_scene, a_volume_node):
     return node
 
 
-def set_segment_mask(scene, segmentation_node, segment_id: str, mask_zyx: np.ndarray, volume_node) -> None:
+def set_segment_mask(
+    scene, segmentation_node, segment_id: str, mask_zyx: np.ndarray, volume_node, oversample: int = 1
+) -> None:
     """Replace a segment's voxels with ``mask_zyx`` (on the volume's grid), like a real edit.
+
+    With ``oversample`` > 1 the labelmap is written on a grid ``oversample`` times finer
+    than the volume (each voxel split into oversample**3), so the segment's geometry
+    differs from the reference volume while covering exactly the same physical region.
 
     Goes through ``vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment``, the call
     the Segment Editor effects use, so it fires the events a brush stroke fires.
@@ -77,14 +83,23 @@ def set_segment_mask(scene, segmentation_node, segment_id: str, mask_zyx: np.nda
     import vtk
     from vtk.util import numpy_support
 
+    for axis in range(3):
+        mask_zyx = np.repeat(mask_zyx, oversample, axis=axis)
     z, y, x = mask_zyx.shape
+    spacing = [s / oversample for s in volume_node.GetSpacing()]
+    matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASDirectionMatrix(matrix)
+    # Keep the outer voxel corner where it is: shift the first centre by half a fine voxel.
+    shift = [(fine - coarse) / 2 for fine, coarse in zip(spacing, volume_node.GetSpacing())]
+    origin = [
+        volume_node.GetOrigin()[r] + sum(matrix.GetElement(r, c) * shift[c] for c in range(3))
+        for r in range(3)
+    ]
     labelmap = slicer.vtkOrientedImageData()
     labelmap.SetDimensions(x, y, z)
     labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    labelmap.SetSpacing(volume_node.GetSpacing())
-    labelmap.SetOrigin(volume_node.GetOrigin())
-    matrix = vtk.vtkMatrix4x4()
-    volume_node.GetIJKToRASDirectionMatrix(matrix)
+    labelmap.SetSpacing(spacing)
+    labelmap.SetOrigin(origin)
     labelmap.SetDirectionMatrix(matrix)
     numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())[:] = mask_zyx.astype(np.uint8).ravel()
     logic = scene.segmentations_logic

@@ -251,3 +251,59 @@ class LiveGrader:
         for obj, tag in self._observers:
             obj.RemoveObserver(tag)
         self._observers.clear()
+
+
+TABLE_COLUMNS = (
+    ("Segmentation", "string"),
+    ("Femoral head (mL)", "double"),
+    ("Necrosis (mL)", "double"),
+    ("Necrotic ratio (%)", "double"),
+    ("Steinberg grade", "string"),
+    ("Borderline", "string"),
+    ("Note", "string"),
+)
+
+
+def grade_table_row(segmentation_name: str, update: GradeUpdate) -> list:
+    """One table row (values in ``TABLE_COLUMNS`` order) for a grading update."""
+    result = update.result
+    if result is None:
+        return [segmentation_name, float("nan"), float("nan"), float("nan"), "", "", update.error or ""]
+    return [
+        segmentation_name,
+        result.head_volume_ml,
+        result.necrosis_volume_ml,
+        float("nan") if result.ratio is None else 100.0 * result.ratio,
+        result.grade or "",
+        "yes" if result.borderline else "no",
+        result.reason or "",
+    ]
+
+
+def write_grade_table(table_node, rows: list[list]) -> None:
+    """Fill a ``vtkMRMLTableNode`` with grading rows (replacing its content)."""
+    table = vtk.vtkTable()
+    for column, (name, kind) in enumerate(TABLE_COLUMNS):
+        array = vtk.vtkStringArray() if kind == "string" else vtk.vtkDoubleArray()
+        array.SetName(name)
+        array.SetNumberOfValues(len(rows))
+        for row_index, row in enumerate(rows):
+            array.SetValue(row_index, str(row[column]) if kind == "string" else float(row[column]))
+        table.AddColumn(array)
+    table_node.SetAndObserveTable(table)
+
+
+def save_table_csv(table_node, path: str) -> None:
+    """Write a table node to CSV through Slicer's own table storage node.
+
+    Raises:
+        OSError: the file could not be written.
+    """
+    scene = table_node.GetScene()
+    storage = scene.AddNewNodeByClass("vtkMRMLTableStorageNode")
+    try:
+        storage.SetFileName(str(path))
+        if not storage.WriteData(table_node):
+            raise OSError(f"{path}: could not write the grading table")
+    finally:
+        scene.RemoveNode(storage)
