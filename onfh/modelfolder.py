@@ -1,0 +1,351 @@
+"""Model folders: ``model.pt`` (a plain state dict) + ``model.json`` + ``EVALUATION.md``.
+
+``model.json`` says everything inference needs (networks, spacings, sizes, intensity
+normalisation, labels) and carries the ``sha256`` of ``model.pt``. Weights are checked
+against it before ``torch.load(..., weights_only=True)`` touches them, so a truncated
+download or a swapped file is refused with one clear line instead of a pickle traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from onfh.errors import OnfhError
+from onfh.imageio import write_text_atomic
+from onfh.labels import LABEL_NAMES
+
+MODEL_JSON = "model.json"
+MODEL_WEIGHTS = "model.pt"
+EVALUATION_MD = "EVALUATION.md"
+FORMAT_VERSION = 1
+MODEL_DIR_ENV = "ONFH_MODEL_DIR"
+
+_REQUIRED_KEYS = ("format", "id", "labels", "intensity", "localiser", "segmenter", "sha256")
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A validated model folder (weights not yet loaded)."""
+
+    path: Path
+    config: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.config["id"])
+
+    @property
+    def sha256(self) -> str:
+        return str(self.config["sha256"])
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / MODEL_WEIGHTS
+
+    def info(self) -> dict[str, Any]:
+        """What reports record about the model: id, version, sha256, folder."""
+        return {
+            "id": self.id,
+            "version": self.config.get("version"),
+            "sha256": self.sha256,
+            "path": str(self.path),
+        }
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _require_vector(value: Any, what: str, integer: bool) -> list:
+    kinds = (int,) if integer else (int, float)
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 3
+        or not all(isinstance(v, kinds) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        kind = "positive integers" if integer else "positive numbers"
+        raise OnfhError(f"{what} must be 3 {kind} [x, y, z], got {value!r}")
+    return list(value)
+
+
+def validate_config(config: Any, where: str = MODEL_JSON, require_sha256: bool = True) -> dict[str, Any]:
+    """Check a ``model.json`` dictionary; return it unchanged or raise ``OnfhError``.
+
+    Checks the keys inference reads, the label map, both network definitions (allow-listed
+    DynUNet arguments only) and that the grid sizes fit the networks' down-sampling.
+    """
+    from onfh.network import network_kwargs, size_divisor
+
+    if not isinstance(config, dict):
+        raise OnfhError(f"{where}: expected a JSON object, got {type(config).__name__}")
+    keys = [k for k in _REQUIRED_KEYS if k != "sha256" or require_sha256]
+    missing = [k for k in keys if k not in config]
+    if missing:
+        raise OnfhError(f"{where}: missing keys {missing}")
+    if config["format"] != FORMAT_VERSION:
+        raise OnfhError(
+            f"{where}: unsupported format {config['format']!r} (this onfh reads {FORMAT_VERSION})"
+        )
+    if config["labels"] != LABEL_NAMES:
+        raise OnfhError(f"{where}: labels must be {LABEL_NAMES}, got {config['labels']!r}")
+    if not isinstance(config["intensity"], dict) or "method" not in config["intensity"]:
+        raise OnfhError(f"{where}: intensity must be an object with a 'method'")
+    if require_sha256:
+        sha = config["sha256"]
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise OnfhError(f"{where}: sha256 must be 64 lowercase hex digits, got {sha!r}")
+    stages = {"localiser": ("input_size", 2), "segmenter": ("patch_size", len(LABEL_NAMES))}
+    for stage, (size_key, classes) in stages.items():
+        section = config[stage]
+        if not isinstance(section, dict):
+            raise OnfhError(f"{where}: {stage} must be an object")
+        for key in ("network", "spacing_mm", size_key):
+            if key not in section:
+                raise OnfhError(f"{where}: {stage} lacks {key!r}")
+        try:
+            kwargs = network_kwargs(section["network"])
+        except OnfhError as error:
+            raise OnfhError(f"{where}: {stage}: {error}") from None
+        if kwargs["spatial_dims"] != 3 or kwargs["in_channels"] != 1 or kwargs["out_channels"] != classes:
+            raise OnfhError(
+                f"{where}: {stage} network must be 3D with 1 input channel and {classes} output classes"
+            )
+        _require_vector(section["spacing_mm"], f"{where}: {stage}.spacing_mm", integer=False)
+        size = _require_vector(section[size_key], f"{where}: {stage}.{size_key}", integer=True)
+        divisor = size_divisor(section["network"])
+        if any(s % d for s, d in zip(size, divisor)):
+            raise OnfhError(f"{where}: {stage}.{size_key} {size} must be multiples of {divisor}")
+    margin = config["segmenter"].get("crop_margin_mm", 0)
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or margin < 0:
+        raise OnfhError(f"{where}: segmenter.crop_margin_mm must be a number >= 0, got {margin!r}")
+    return config
+
+
+def load_model_folder(path: str | os.PathLike) -> ModelFolder:
+    """Read and validate a model folder (``model.json`` + ``model.pt``); weights are not loaded.
+
+    Args:
+        path: the folder, or its ``model.json``.
+
+    Raises:
+        OnfhError: missing folder or files, unreadable JSON, or an invalid configuration.
+    """
+    folder = Path(path)
+    if folder.name == MODEL_JSON and folder.is_file():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OnfhError(f"{folder}: model folder not found")
+    json_path = folder / MODEL_JSON
+    if not json_path.is_file():
+        raise OnfhError(f"{folder}: not a model folder (no {MODEL_JSON})")
+    try:
+        config = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise OnfhError(f"{json_path}: not valid JSON ({error})") from None
+    validate_config(config, str(json_path))
+    if not (folder / MODEL_WEIGHTS).is_file():
+        raise OnfhError(f"{folder}: model weights {MODEL_WEIGHTS} are missing")
+    return ModelFolder(path=folder.resolve(), config=config)
+
+
+def load_model(folder: ModelFolder, device: Any = "cpu"):
+    """Verify the weights' sha256, load them safely and return the model in eval mode.
+
+    Args:
+        folder: a validated model folder.
+        device: torch device (or its name) to put the model on.
+
+    Raises:
+        OnfhError: weights missing, checksum mismatch, unreadable or mismatched weights.
+    """
+    import torch
+
+    from onfh.network import build_model
+
+    weights = folder.weights_path
+    if not weights.is_file():
+        raise OnfhError(f"{weights}: model weights are missing")
+    actual = file_sha256(weights)
+    if actual != folder.sha256:
+        raise OnfhError(
+            f"{weights}: sha256 {actual[:12]}... does not match model.json ({folder.sha256[:12]}...); "
+            "the weights are corrupted or were replaced"
+        )
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a bad archive
+        raise OnfhError(f"{weights}: weights could not be loaded ({type(error).__name__})") from None
+    if not isinstance(state, dict):
+        raise OnfhError(f"{weights}: expected a state dict, got {type(state).__name__}")
+    model = build_model(folder.config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0][:200]
+        raise OnfhError(f"{weights}: weights do not fit the networks in model.json ({first})") from None
+    return model.to(device).eval()
+
+
+def _save_torch_atomic(state: dict, path: Path) -> None:
+    import torch
+
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_model_folder(
+    path: str | os.PathLike,
+    model_or_state_dict: Any,
+    config: dict[str, Any],
+    evaluation_md: str | None = None,
+) -> ModelFolder:
+    """Write ``model.pt``, ``model.json`` (with the weights' sha256) and ``EVALUATION.md``.
+
+    Every file is written under a temporary name and renamed, so an interrupted save
+    never leaves weights that disagree with their checksum.
+
+    Args:
+        path: the model folder (created if needed).
+        model_or_state_dict: a ``TwoStageModel`` or its state dict.
+        config: the ``model.json`` content; ``sha256`` is filled in, ``format`` defaults to 1.
+        evaluation_md: the model card text, if any.
+
+    Returns:
+        The saved folder, re-read and validated.
+    """
+    import torch
+
+    folder = Path(path)
+    state = (
+        model_or_state_dict.state_dict()
+        if hasattr(model_or_state_dict, "state_dict")
+        else model_or_state_dict
+    )
+    if not isinstance(state, dict):
+        raise TypeError(f"expected a model or a state dict, got {type(model_or_state_dict).__name__}")
+    state = {key: (value.detach().cpu() if torch.is_tensor(value) else value) for key, value in state.items()}
+    content = dict(config)
+    content.setdefault("format", FORMAT_VERSION)
+    content.pop("sha256", None)
+    validate_config(content, f"{folder}/{MODEL_JSON}", require_sha256=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / MODEL_WEIGHTS
+    _save_torch_atomic(state, weights)
+    content["sha256"] = file_sha256(weights)
+    write_text_atomic(folder / MODEL_JSON, json.dumps(content, indent=2) + "\n")
+    if evaluation_md is not None:
+        write_text_atomic(folder / EVALUATION_MD, evaluation_md)
+    return load_model_folder(folder)
+
+
+def default_config(
+    model_id: str = "onfh-dynunet", segmenter_filters: Sequence[int] = (32, 64, 128, 256, 320)
+) -> dict:
+    """The shared design's model.json (without ``sha256``/``training``): a starting point.
+
+    Localiser: 4-level DynUNet on the field of view at 4 mm, 64^3, 2 classes. Segmenter:
+    the reference study's 5-level DynUNet (kernel 3, strides [1, 2, 2, 2, 2], 3 classes)
+    on a 96^3 crop at 1 mm around the head.
+    """
+    return {
+        "format": FORMAT_VERSION,
+        "id": model_id,
+        "version": "0.1.0",
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "labels": dict(LABEL_NAMES),
+        "intensity": {
+            "method": "robust_percentile",
+            "lower_percentile": 0.5,
+            "upper_percentile": 99.5,
+            "foreground_threshold": 0.1,
+        },
+        "localiser": {
+            "network": {
+                "spatial_dims": 3,
+                "in_channels": 1,
+                "out_channels": 2,
+                "kernel_size": [3, 3, 3, 3],
+                "strides": [1, 2, 2, 2],
+                "upsample_kernel_size": [2, 2, 2],
+                "filters": [8, 16, 32, 64],
+                "norm_name": ["instance", {"affine": True}],
+                "act_name": ["leakyrelu", {"inplace": True, "negative_slope": 0.01}],
+            },
+            "spacing_mm": [4.0, 4.0, 4.0],
+            "input_size": [64, 64, 64],
+        },
+        "segmenter": {
+            "network": {
+                "spatial_dims": 3,
+                "in_channels": 1,
+                "out_channels": len(LABEL_NAMES),
+                "kernel_size": [3, 3, 3, 3, 3],
+                "strides": [1, 2, 2, 2, 2],
+                "upsample_kernel_size": [2, 2, 2, 2],
+                "filters": list(segmenter_filters),
+                "norm_name": ["instance", {"affine": True}],
+                "act_name": ["leakyrelu", {"inplace": True, "negative_slope": 0.01}],
+            },
+            "spacing_mm": [1.0, 1.0, 1.0],
+            "patch_size": [96, 96, 96],
+            "crop_margin_mm": 10.0,
+        },
+    }
+
+
+def _model_search_roots() -> list[Path]:
+    """``model_weights/`` next to the package (editable install) or inside it (wheel)."""
+    package = Path(__file__).resolve().parent
+    return [package.parent / "model_weights", package / "model_weights"]
+
+
+def default_model_dir() -> Path:
+    """The model folder used when ``--model`` is not given.
+
+    ``$ONFH_MODEL_DIR`` wins; otherwise the newest (by ``created``, then name) folder
+    ``model_weights/*/model.json`` next to or inside the package.
+
+    Raises:
+        OnfhError: no model is installed, saying how to get one.
+    """
+    env = os.environ.get(MODEL_DIR_ENV)
+    if env:
+        folder = Path(env)
+        if not (folder / MODEL_JSON).is_file():
+            raise OnfhError(f"{MODEL_DIR_ENV}={env}: no {MODEL_JSON} there")
+        return folder
+    candidates = []
+    for root in _model_search_roots():
+        for json_path in sorted(root.glob(f"*/{MODEL_JSON}")):
+            try:
+                created = str(json.loads(json_path.read_text(encoding="utf-8")).get("created", ""))
+            except (OSError, ValueError, AttributeError):
+                created = ""
+            candidates.append((created, json_path.parent.name, json_path.parent))
+    if not candidates:
+        roots = " or ".join(str(r) for r in _model_search_roots())
+        raise OnfhError(
+            f"no segmentation model is installed (looked in {roots}); pass --model DIR, "
+            f"set {MODEL_DIR_ENV}, or train one with 'onfh synth' + 'onfh train'"
+        )
+    return max(candidates)[2]
