@@ -15,11 +15,12 @@ from onfh.grading import grade_masks
 from onfh.labels import FEMORAL_HEAD, NECROSIS_SEGMENT
 from onfh.mrml.grading import (
     LiveGrader,
+    append_grade_row,
     compute_grade,
     find_grading_segments,
     grade_table_row,
+    panel_text,
     save_table_csv,
-    write_grade_table,
 )
 
 
@@ -170,13 +171,15 @@ def test_export_table_and_csv(a_scene, graded_node, tmp_path):
     grader = LiveGrader(node, lambda update: None, lambda: None)
     update = grader.recompute()
     table_node = a_scene.AddNewNodeByClass("vtkMRMLTableNode", "ONFH grades")
-    write_grade_table(table_node, [grade_table_row(node.GetName(), update)])
-    assert table_node.GetNumberOfRows() == 1
+    append_grade_row(table_node, grade_table_row(node.GetName(), update))
+    append_grade_row(table_node, grade_table_row("second round", update))
+    assert table_node.GetNumberOfRows() == 2
     assert table_node.GetCellText(0, 4) == update.result.grade
     path = tmp_path / "grades.csv"
     save_table_csv(table_node, str(path))
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
+    assert [row["Segmentation"] for row in rows] == [node.GetName(), "second round"]
     assert rows[0]["Steinberg grade"] == update.result.grade
     assert float(rows[0]["Necrotic ratio (%)"]) == pytest.approx(100 * update.result.ratio)
     grader.close()
@@ -214,3 +217,12 @@ def test_non_linear_transform_grades_a_hardened_copy(a_scene, graded_node):
     assert node.GetParentTransformNode() is transform_node
     assert warped.head_volume_mm3 == pytest.approx(1.728 * plain.head_volume_mm3, rel=0.05)
     assert warped.ratio == pytest.approx(plain.ratio, abs=0.02)
+
+
+def test_panel_text_formats_percent_with_one_decimal_and_colours(graded_node):
+    node, _, _ = graded_node
+    update = LiveGrader(node, lambda u: None, lambda: None).recompute()
+    text = panel_text(update)
+    assert text["ratio"] == f"{100 * update.result.ratio:.1f} %"
+    assert text["grade"] == "Grade A" and text["colour"] == "#2e7d32"
+    assert panel_text(None)["grade"] == "-"

@@ -280,17 +280,57 @@ def grade_table_row(segmentation_name: str, update: GradeUpdate) -> list:
     ]
 
 
-def write_grade_table(table_node, rows: list[list]) -> None:
-    """Fill a ``vtkMRMLTableNode`` with grading rows (replacing its content)."""
-    table = vtk.vtkTable()
-    for column, (name, kind) in enumerate(TABLE_COLUMNS):
-        array = vtk.vtkStringArray() if kind == "string" else vtk.vtkDoubleArray()
-        array.SetName(name)
-        array.SetNumberOfValues(len(rows))
-        for row_index, row in enumerate(rows):
-            array.SetValue(row_index, str(row[column]) if kind == "string" else float(row[column]))
-        table.AddColumn(array)
-    table_node.SetAndObserveTable(table)
+def append_grade_row(table_node, row: list) -> None:
+    """Append one grading row to a ``vtkMRMLTableNode``, creating the columns if needed.
+
+    Appending (not replacing) lets a surgeon export several hips or several correction
+    rounds into one table.
+    """
+    table = table_node.GetTable()
+    if table.GetNumberOfColumns() == 0:
+        for name, kind in TABLE_COLUMNS:
+            array = vtk.vtkStringArray() if kind == "string" else vtk.vtkDoubleArray()
+            array.SetName(name)
+            table.AddColumn(array)
+    names = [table.GetColumn(i).GetName() for i in range(table.GetNumberOfColumns())]
+    if names != [name for name, _ in TABLE_COLUMNS]:
+        raise ValueError(
+            f"table {table_node.GetName()!r} has other columns ({', '.join(names)}); choose another table"
+        )
+    index = table.InsertNextBlankRow()
+    for column, ((_, kind), value) in enumerate(zip(TABLE_COLUMNS, row)):
+        table.SetValue(index, column, vtk.vtkVariant(str(value) if kind == "string" else float(value)))
+    table.Modified()
+    table_node.Modified()
+
+
+def panel_text(update: GradeUpdate | None) -> dict[str, str]:
+    """What the grading panel shows for an update: label texts and the badge colour.
+
+    Ratio in percent with one decimal; the badge is green (A), amber (B) or red (C).
+    """
+    colours = {"A": "#2e7d32", "B": "#e69500", "C": "#c62828"}
+    if update is None or update.result is None:
+        message = "Select a segmentation." if update is None else update.error
+        return {
+            "grade": "-",
+            "head": "-",
+            "necrosis": "-",
+            "ratio": "-",
+            "colour": "#9e9e9e",
+            "status": message or "",
+            "borderline": "",
+        }
+    result = update.result
+    return {
+        "grade": f"Grade {result.grade}" if result.grade else "No grade",
+        "head": f"{result.head_volume_ml:.2f} mL",
+        "necrosis": f"{result.necrosis_volume_ml:.2f} mL",
+        "ratio": "-" if result.ratio is None else f"{100.0 * result.ratio:.1f} %",
+        "colour": colours.get(result.grade or "", "#9e9e9e"),
+        "status": result.reason or "",
+        "borderline": "yes" if result.borderline else "",
+    }
 
 
 def save_table_csv(table_node, path: str) -> None:
