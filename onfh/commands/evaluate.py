@@ -1,0 +1,85 @@
+"""``onfh evaluate``: the reference study's table for predictions against reference labels."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from onfh.errors import OnfhError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="Dice, ASD, HD95, grade accuracy, kappas, ICC of predictions vs reference labels",
+        description="Compare predicted segmentations with reference labels, case by case, and print "
+        "the reference study's table (median (IQR) Dice and ASD of femoral head and necrosis, "
+        "Steinberg grade accuracy, confusion matrix, Cohen's kappas, ICC and Bland-Altman of the "
+        "necrotic ratio) next to the study's own figures. Writes report.json, report.md, cases.csv "
+        "and PNG plots.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--pred",
+        metavar="DIR",
+        help="predictions, searched recursively: <case>.seg.nrrd, <case>_label.nii.gz or <case>.nii.gz",
+    )
+    source.add_argument(
+        "--crossval",
+        metavar="MODEL_DIR",
+        help="a model folder trained by 'onfh train': evaluates every fold's validation predictions",
+    )
+    parser.add_argument(
+        "--truth",
+        metavar="DIR",
+        help="reference labels <case>.nii.gz or <case>.seg.nrrd (a dataset folder: its labelsTr/); "
+        "required with --pred",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="REPORT_DIR",
+        help="report folder (default: PRED/evaluation, or MODEL_DIR/crossval/evaluation)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace the report files of an earlier run")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from onfh import evaluation
+
+    if args.pred is not None:
+        if args.truth is None:
+            raise OnfhError("--pred needs --truth DIR (the reference labels)")
+        truths = evaluation.find_truths(args.truth)
+        predictions, unmatched = evaluation.find_predictions(args.pred, list(truths))
+        pairs = evaluation.pair_cases(truths, predictions)
+        source, truth_source = str(Path(args.pred)), str(Path(args.truth))
+        default_output = Path(args.pred) / "evaluation"
+    else:
+        if args.truth is not None:
+            raise OnfhError("--truth is read from crossval.json with --crossval; leave it out")
+        pairs, dataset_dir = evaluation.crossval_pairs(args.crossval)
+        unmatched = []
+        source, truth_source = str(Path(args.crossval) / "crossval"), str(dataset_dir / "labelsTr")
+        default_output = Path(args.crossval) / "crossval" / "evaluation"
+    if not any(pair.prediction_path for pair in pairs):
+        raise OnfhError(f"{source}: no prediction matches any of the {len(pairs)} truth case(s)")
+
+    output = Path(args.output) if args.output else default_output
+    existing = evaluation.existing_report_files(output)
+    if existing and not args.force:
+        raise OnfhError(f"{output}: holds an earlier report ({existing[0].name}); use --force or another -o")
+
+    rows, warnings = evaluation.evaluate_pairs(pairs)
+    if unmatched:
+        shown = ", ".join(p.name for p in unmatched[:3]) + (", ..." if len(unmatched) > 3 else "")
+        warnings.append(f"{len(unmatched)} image file(s) under {source} match no truth case ({shown})")
+    report = evaluation.build_report(rows, warnings, source, truth_source)
+    for warning in warnings:
+        print(f"onfh: warning: {warning}", file=sys.stderr)
+    print(evaluation.console_text(report["summary"]))
+    written = evaluation.write_report(report, output)
+    print(f"Report: {', '.join(str(p) for p in written)}")
+    return 0
