@@ -109,7 +109,7 @@ def test_surface_equals_scipy_erosion():
 def test_concentric_spheres_asd_is_radius_difference(spacing):
     inner_mm, outer_mm = 9.0, 13.0
     extent_mm = 2 * outer_mm + 6
-    shape = tuple(int(round(extent_mm / s)) for s in spacing)
+    shape = tuple(round(extent_mm / s) for s in spacing)
     centre = tuple(n * s / 2 for n, s in zip(shape, spacing))
     inner = sphere_mm(shape, centre, inner_mm, spacing)
     outer = sphere_mm(shape, centre, outer_mm, spacing)
