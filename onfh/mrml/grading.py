@@ -15,7 +15,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from onfh.grading import GradeResult, grade_from_voxel_counts
+from onfh.grading import GradeResult, count_label_values, count_pair, grade_from_voxel_counts
 from onfh.labels import classify_segment
 
 BINARY_LABELMAP = "Binary labelmap"
@@ -86,28 +86,31 @@ def _array_and_extent(image) -> tuple[np.ndarray | None, tuple[int, ...]]:
 
 
 def _count(array: np.ndarray | None, value: int) -> int:
-    return 0 if array is None else int(np.count_nonzero(array == value))
+    return 0 if array is None else count_label_values(array, [value])[value]
 
 
-def _overlap(a, a_value: int, b, b_value: int) -> int:
-    """Voxels labelled in both images (different layers), over their common extent."""
+def _pair_counts(a, a_value: int, b, b_value: int) -> tuple[int, int, int]:
+    """Voxel counts of two segments in different layers and of their overlap."""
     array_a, ext_a = _array_and_extent(a)
     array_b, ext_b = _array_and_extent(b)
     if array_a is None or array_b is None:
-        return 0
+        return _count(array_a, a_value), _count(array_b, b_value), 0
+    if ext_a == ext_b:
+        return count_pair(array_a, a_value, array_b, b_value)
     low = [max(ext_a[2 * i], ext_b[2 * i]) for i in range(3)]
     high = [min(ext_a[2 * i + 1], ext_b[2 * i + 1]) for i in range(3)]
-    if any(lo > hi for lo, hi in zip(low, high)):
-        return 0
+    overlap = 0
+    if all(lo <= hi for lo, hi in zip(low, high)):
 
-    def window(array, ext):
-        return array[
-            low[2] - ext[4] : high[2] - ext[4] + 1,
-            low[1] - ext[2] : high[1] - ext[2] + 1,
-            low[0] - ext[0] : high[0] - ext[0] + 1,
-        ]
+        def window(array, ext):
+            return array[
+                low[2] - ext[4] : high[2] - ext[4] + 1,
+                low[1] - ext[2] : high[1] - ext[2] + 1,
+                low[0] - ext[0] : high[0] - ext[0] + 1,
+            ]
 
-    return int(np.count_nonzero((window(array_a, ext_a) == a_value) & (window(array_b, ext_b) == b_value)))
+        overlap = count_pair(window(array_a, ext_a), a_value, window(array_b, ext_b), b_value)[2]
+    return _count(array_a, a_value), _count(array_b, b_value), overlap
 
 
 def _same_geometry(a, b) -> bool:
@@ -151,16 +154,22 @@ def compute_grade(
         return _grade_hardened_copy(segmentation_node, head_id, necrosis_id)
     head_image, head_value = _labelmap(segmentation_node, head_id)
     head_array, _ = _array_and_extent(head_image)
-    head_voxels = _count(head_array, head_value)
     necrosis_voxels = overlap = 0
-    if necrosis_id and necrosis_id != head_id:
+    if not necrosis_id or necrosis_id == head_id:
+        head_voxels = _count(head_array, head_value)
+    else:
         necrosis_image, necrosis_value = _labelmap(segmentation_node, necrosis_id)
-        necrosis_array, _ = _array_and_extent(necrosis_image)
-        necrosis_voxels = _count(necrosis_array, necrosis_value)
-        if necrosis_voxels and necrosis_image is not head_image:
+        if necrosis_image is head_image:  # one shared layer: one pass, no overlap possible
+            counts = (
+                count_label_values(head_array, [head_value, necrosis_value]) if head_array is not None else {}
+            )
+            head_voxels, necrosis_voxels = counts.get(head_value, 0), counts.get(necrosis_value, 0)
+        else:
             if not _same_geometry(head_image, necrosis_image):
                 raise ValueError("femoral head and necrosis segments are on different grids")
-            overlap = _overlap(head_image, head_value, necrosis_image, necrosis_value)
+            head_voxels, necrosis_voxels, overlap = _pair_counts(
+                head_image, head_value, necrosis_image, necrosis_value
+            )
     voxel_mm3 = _voxel_volume_mm3(head_image) * _world_volume_scale(segmentation_node)
     edge_mm = voxel_mm3 ** (1.0 / 3.0)
     return grade_from_voxel_counts(head_voxels + necrosis_voxels - overlap, necrosis_voxels, (edge_mm,) * 3)
