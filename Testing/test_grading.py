@@ -198,3 +198,21 @@ def test_volumes_in_ml_and_helpers():
 def test_ratio_out_of_range_is_rejected(bad):
     with pytest.raises(ValueError):
         steinberg_grade(bad)
+
+
+def test_slab_counting_matches_naive_counts_on_random_labelmaps():
+    from onfh.grading import count_label_values, count_pair
+
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 4, size=(37, 64, 70), dtype=np.uint8)
+    a[:10] = 0  # empty slabs are skipped, not miscounted
+    b = rng.integers(0, 3, size=a.shape, dtype=np.uint8)
+    assert count_label_values(a, [1, 3]) == {1: np.count_nonzero(a == 1), 3: np.count_nonzero(a == 3)}
+    expected = (np.count_nonzero(a == 2), np.count_nonzero(b == 1), np.count_nonzero((a == 2) & (b == 1)))
+    assert count_pair(a, 2, b, 1) == expected
+    # Non-contiguous windows (overlap of two layers with different extents) count the same.
+    assert count_pair(a[5:30, 3:40, 10:60], 2, b[5:30, 3:40, 10:60], 1)[2] == np.count_nonzero(
+        (a[5:30, 3:40, 10:60] == 2) & (b[5:30, 3:40, 10:60] == 1)
+    )
+    with pytest.raises(ValueError, match="shape"):
+        count_pair(a, 1, b[:5], 1)
