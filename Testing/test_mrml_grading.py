@@ -226,3 +226,37 @@ def test_panel_text_formats_percent_with_one_decimal_and_colours(graded_node):
     assert text["ratio"] == f"{100 * update.result.ratio:.1f} %"
     assert text["grade"] == "Grade A" and text["colour"] == "#2e7d32"
     assert panel_text(None)["grade"] == "-"
+
+
+def test_overlapping_layers_with_different_extents(a_segmentation_node):
+    """Slicer crops each layer to its content: counts and overlap must use true extents."""
+    import slicer
+    import vtk
+    from vtk.util import numpy_support
+
+    def layer(extent, fill_box, value):
+        image = slicer.vtkOrientedImageData()
+        image.SetExtent(*extent)
+        image.SetSpacing(0.5, 0.5, 0.5)
+        image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+        dims = [extent[2 * i + 1] - extent[2 * i] + 1 for i in range(3)]
+        array = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1])
+        array[:] = 0
+        array[fill_box] = value
+        return image
+
+    segmentation = a_segmentation_node.GetSegmentation()
+    head_id, necrosis_id = add_segments(a_segmentation_node)
+    # Head: x 0..19, y 0..19, z 0..19 fully set (8000 voxels).
+    segmentation.GetSegment(head_id).AddRepresentation(
+        "Binary labelmap", layer((0, 19, 0, 19, 0, 19), ..., 1)
+    )
+    # Necrosis: x 15..24, y 0..9, z 0..9 (1000 voxels), half of it (x 15..19) inside the head.
+    value = segmentation.GetSegment(necrosis_id).GetLabelValue()
+    segmentation.GetSegment(necrosis_id).AddRepresentation(
+        "Binary labelmap", layer((15, 24, 0, 9, 0, 9), ..., value)
+    )
+    result = compute_grade(a_segmentation_node)
+    assert result.necrosis_volume_mm3 == pytest.approx(1000 * 0.125)
+    assert result.head_volume_mm3 == pytest.approx((8000 + 500) * 0.125)
+    assert result.ratio == pytest.approx(1000 / 8500)
