@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -12,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from onfh.subprocess_runner import (
+    SegmentJob,
     SegmentProcess,
     build_segment_command,
     child_environment,
     cli_device,
+    missing_modules,
     parse_progress_line,
+    pip_constraints,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +169,55 @@ def test_segment_help_runs_in_a_child_with_the_package_on_its_path(tmp_path):
     process = SegmentProcess([sys.executable, "-m", "onfh", "--help"], env=env, cwd=tmp_path)
     assert process.wait(timeout_s=60) == 0, process.stderr_lines
     assert any("usage: onfh" in line for line in process.log_lines)
+
+
+def test_missing_modules_and_pip_constraints_reflect_this_python():
+    import numpy
+    import SimpleITK
+
+    assert missing_modules(["json", "numpy"]) == []
+    assert missing_modules(["onfh_surely_not_installed_module"]) == ["onfh_surely_not_installed_module"]
+    pins = pip_constraints(["numpy", "SimpleITK", "onfh-not-a-distribution"]).splitlines()
+    assert pins == [f"numpy=={numpy.__version__}", f"SimpleITK=={SimpleITK.Version.VersionString()}"]
+
+
+def test_segment_job_writes_input_runs_child_and_cleans_up(tmp_path):
+    import numpy as np
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6))
+    image.SetSpacing((0.7, 0.8, 1.5))
+    image.SetOrigin((-3.0, 2.0, 10.0))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    job = SegmentJob(
+        image, sys.executable, REPO_ROOT, model_dir=tmp_path / "model", device="cpu", base_env=env
+    )
+    try:
+        written = sitk.ReadImage(str(job.input_path))
+        assert written.GetSize() == image.GetSize()
+        np.testing.assert_allclose(written.GetOrigin(), image.GetOrigin())
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(image))
+        assert job.seg_path.parent == job.output_dir and job.seg_path.name == "input.seg.nrrd"
+        assert job.report_path.name == "input.json"
+        assert job.process.command[job.process.command.index("--model") + 1] == str(tmp_path / "model")
+        code = job.process.wait(timeout_s=120)
+        if importlib.util.find_spec("onfh.commands.segment") is None:
+            assert code != 0 and "segment" in job.process.error_message()
+        else:  # the real engine ran: a missing model folder is a one-line error
+            assert code == 2 and "model" in job.process.error_message()
+    finally:
+        job.cleanup()
+    assert not job.folder.exists()
+
+
+def test_segment_job_leaves_nothing_behind_when_it_cannot_start(tmp_path):
+    import numpy as np
+    import SimpleITK as sitk
+
+    from onfh.errors import OnfhError
+
+    before = set(Path(tempfile.gettempdir()).glob("onfh-segment-*"))
+    image = sitk.GetImageFromArray(np.zeros((3, 3, 3), np.float32))
+    with pytest.raises(OnfhError, match="could not start"):
+        SegmentJob(image, tmp_path / "no-python", REPO_ROOT)
+    assert set(Path(tempfile.gettempdir()).glob("onfh-segment-*")) == before

@@ -15,20 +15,52 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from onfh.errors import OnfhError
+from onfh.imageio import write_image_atomic
 
+CHILD_REQUIREMENTS = ("torch", "monai")
+"""What the child needs beyond Slicer's Python; the module offers to install them."""
+PROTECTED_DISTRIBUTIONS = ("numpy", "SimpleITK", "vtk")
+"""Slicer's own builds: a dependency install must never replace them."""
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 """What the module offers; ``gpu`` becomes ``cuda`` (or ``mps`` on macOS) for the CLI."""
 
 _STDERR_TAIL_LINES = 200
+
+
+def missing_modules(names: Sequence[str] = CHILD_REQUIREMENTS) -> list[str]:
+    """The top-level modules among ``names`` that this Python cannot import (not imported)."""
+    import importlib.util
+
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
+def pip_constraints(names: Sequence[str] = PROTECTED_DISTRIBUTIONS) -> str:
+    """A pip constraints file pinning the installed versions of ``names``.
+
+    Passed as ``--constraint`` to every dependency install, so pip fails rather than
+    upgrade Slicer's numpy or SimpleITK. Distributions not installed by pip (Slicer's
+    VTK) are skipped.
+    """
+    from importlib import metadata
+
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return "\n".join(pins) + "\n"
 
 
 def cli_device(choice: str, platform: str = sys.platform) -> str:
@@ -281,3 +313,52 @@ class SegmentProcess:
     def _signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._process.pid, signum)
+
+
+class SegmentJob:
+    """One image segmented by ``onfh segment`` in a child process, in its own temporary folder.
+
+    The caller's image is written to ``<folder>/input.nrrd``; the child writes
+    ``<folder>/output/input.seg.nrrd`` and ``input.json``. Nothing outside the folder is
+    touched until the caller imports the result, so a cancelled or failed job leaves the
+    user's scene and files unchanged; ``cleanup()`` removes the folder.
+    """
+
+    INPUT_NAME = "input"
+
+    def __init__(
+        self,
+        image,
+        python_executable: str | os.PathLike,
+        package_root: str | os.PathLike,
+        model_dir: str | os.PathLike | None = None,
+        device: str = "auto",
+        base_env: dict[str, str] | None = None,
+    ):
+        self.folder = Path(tempfile.mkdtemp(prefix="onfh-segment-"))
+        self.input_path = self.folder / f"{self.INPUT_NAME}.nrrd"
+        self.output_dir = self.folder / "output"
+        try:
+            write_image_atomic(image, self.input_path, compress=False)
+            command = build_segment_command(
+                python_executable, self.input_path, self.output_dir, model_dir, device
+            )
+            env = child_environment(dict(os.environ) if base_env is None else base_env, package_root)
+            self.process = SegmentProcess(command, env=env, cwd=self.folder)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    @property
+    def seg_path(self) -> Path:
+        """The ``.seg.nrrd`` the child writes on success."""
+        return self.output_dir / f"{self.INPUT_NAME}.seg.nrrd"
+
+    @property
+    def report_path(self) -> Path:
+        """The per-case JSON report (model id and sha256, grade) the child writes."""
+        return self.output_dir / f"{self.INPUT_NAME}.json"
+
+    def cleanup(self) -> None:
+        """Remove the temporary folder (input, outputs, logs)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
