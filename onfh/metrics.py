@@ -190,6 +190,11 @@ def overlap_metrics(
     prediction: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float] | float = 1.0
 ) -> OverlapMetrics:
     """Dice, symmetric ASD and HD95 of one structure, sharing one pair of distance maps."""
+    prediction, truth = _as_masks(prediction, truth)
+    if prediction.any() or truth.any():
+        # Everything happens inside the union's box: no full-volume pass after this one.
+        box = _crop_box(prediction, truth)
+        prediction, truth = prediction[box], truth[box]
     to_truth, to_prediction = surface_distances(prediction, truth, spacing_mm)
     pooled = np.concatenate([to_truth, to_prediction])
     if pooled.size == 0:

@@ -61,10 +61,12 @@ def bland_altman_png(
         axes.axvline(cut, color="0.75", linestyle=":", linewidth=1)
     if stats.n >= 1:
         axes.axhline(100 * stats.bias, color="#b22222", linestyle="--", linewidth=1.2)
+        _line_label(axes, 100 * stats.bias, "bias", "#b22222")
         label = f"bias {100 * stats.bias:+.2f}"
         if stats.n >= 2:
-            for limit in (stats.lower_limit, stats.upper_limit):
+            for limit, name in ((stats.lower_limit, "-1.96 SD"), (stats.upper_limit, "+1.96 SD")):
                 axes.axhline(100 * limit, color="0.35", linestyle="--", linewidth=1)
+                _line_label(axes, 100 * limit, name, "0.35")
             label += f"  limits {100 * stats.lower_limit:+.2f} / {100 * stats.upper_limit:+.2f}"
         axes.set_title(f"Necrotic ratio, n = {stats.n}\n{label} (percentage points)", fontsize=9)
     else:
@@ -73,6 +75,14 @@ def bland_altman_png(
     axes.set_xlabel("mean of truth and prediction (%)")
     axes.set_ylabel("prediction - truth (percentage points)")
     return _save_atomic(figure, path)
+
+
+def _line_label(axes, y: float, text: str, colour: str) -> None:
+    """Name a horizontal line at the right edge of the plot."""
+    axes.annotate(
+        text, xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(-3, 2), textcoords="offset points",
+        ha="right", va="bottom", fontsize=7, color=colour,
+    )  # fmt: skip
 
 
 def confusion_matrix_png(confusion: np.ndarray, categories: Sequence[str], path: str | os.PathLike) -> Path:
