@@ -239,6 +239,13 @@ def test_find_predictions_naming_and_preference(tmp_path):
     assert [(p.case_id, p.prediction_path is None) for p in pairs] == [("hip_a", False), ("hip_d", True)]
 
 
+def test_truth_files_under_the_prediction_folder_are_not_predictions(study, tmp_path):
+    truths = evaluation.find_truths(study["truth_dir"])
+    found, _ = evaluation.find_predictions(tmp_path, list(truths), exclude=list(truths.values()))
+    assert all(study["truth_dir"] not in path.parents for path in found.values())
+    assert set(found) == {"hip_a", "hip_b", "hip_c", "hip_d", "hip_f"}
+
+
 def test_same_case_in_two_folders_is_ambiguous(tmp_path):
     labels = hip_labels(0.35)
     write_labels(labels, tmp_path / "p" / "run1" / "hip_a.nii.gz")

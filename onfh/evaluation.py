@@ -111,7 +111,7 @@ def _preference(path: Path) -> int:
 
 
 def find_predictions(
-    pred_dir: str | os.PathLike, case_ids: Sequence[str]
+    pred_dir: str | os.PathLike, case_ids: Sequence[str], exclude: Sequence[Path] = ()
 ) -> tuple[dict[str, Path], list[Path]]:
     """Prediction files under ``pred_dir`` (recursively) for the given case ids.
 
@@ -119,6 +119,9 @@ def find_predictions(
     ``<case>.<ext>`` (``ext`` a NIfTI/NRRD/MHA suffix). Where one folder holds a case in
     several forms (``onfh segment`` next to its input MRI), ``.seg.nrrd`` wins, then
     ``_label``; the same case in two folders is ambiguous and refused.
+
+    Files in ``exclude`` (the truth files, when the truth folder lies under ``pred_dir``)
+    are skipped, so a truth is never scored against itself.
 
     Returns:
         The prediction path of every case found, and the image files that matched no case.
@@ -130,11 +133,12 @@ def find_predictions(
     if not root.is_dir():
         raise OnfhError(f"{root}: no such folder (--pred)")
     wanted = set(case_ids)
+    skipped = {Path(p).resolve() for p in exclude}
     found: dict[str, Path] = {}
     unmatched: list[Path] = []
     for path in sorted(root.rglob("*")):
         base = _strip_suffix(path.name)
-        if path.name.startswith(".") or base is None or not path.is_file():
+        if path.name.startswith(".") or base is None or not path.is_file() or path.resolve() in skipped:
             continue
         candidates = [base] + ([base[: -len(LABEL_TAG)]] if base.endswith(LABEL_TAG) else [])
         case = next((c for c in candidates if c in wanted), None)

@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         if args.truth is None:
             raise OnfhError("--pred needs --truth DIR (the reference labels)")
         truths = evaluation.find_truths(args.truth)
-        predictions, unmatched = evaluation.find_predictions(args.pred, list(truths))
+        predictions, unmatched = evaluation.find_predictions(
+            args.pred, list(truths), exclude=list(truths.values())
+        )
         pairs = evaluation.pair_cases(truths, predictions)
         source, truth_source = str(Path(args.pred)), str(Path(args.truth))
         default_output = Path(args.pred) / "evaluation"
