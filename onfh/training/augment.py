@@ -8,9 +8,10 @@ patch is re-drawn every iteration (issue 7: "robustness is built in, not hoped f
   spacing) and occasionally a light elastic warp; a left-right flip covers laterality;
 - intensity: bias field, gamma, Gaussian noise, low-resolution blur, scale and shift.
 
-Intensity changes are applied to a positive copy of the patch and the result is passed
-through the same ``normalise_intensity`` inference uses, so what the network sees stays
-in the distribution inference produces while the contrast inside varies.
+Intensity changes are applied to a positive copy of the patch; then voxels outside the
+scan's field of view are marked NaN and the patch goes through the same
+``normalise_intensity`` inference applies to its crop, so what the network sees stays in
+the distribution inference produces while the contrast inside varies.
 
 Arrays are ``[channel, z, y, x]`` (SimpleITK order); spatial axis 2 is x (left-right).
 """
@@ -25,6 +26,7 @@ import numpy as np
 
 IMAGE = "image"
 LABEL = "label"
+INSIDE = "inside"
 LEFT_RIGHT_AXIS = 2  # spatial axis of x in [z, y, x] arrays
 
 
@@ -72,14 +74,14 @@ def spatial_transform(
     size = [int(s) for s in patch_size]
     angle = math.radians(settings.rotate_deg)
     common = {
-        "keys": (IMAGE, LABEL),
+        "keys": (IMAGE, LABEL, INSIDE),
         "spatial_size": size,
         "prob": 1.0,
         "rotate_range": (angle, angle, angle),
         "scale_range": (settings.scale,) * 3,
         "translate_range": tuple(float(j) for j in jitter_voxels),
-        "mode": ("bilinear", "nearest"),
-        "padding_mode": ("border", "zeros"),
+        "mode": ("bilinear", "nearest", "nearest"),
+        "padding_mode": ("border", "zeros", "zeros"),
     }
     affine = RandAffined(**common, cache_grid=False)
     elastic = Rand3DElasticd(**common, sigma_range=(6.0, 9.0), magnitude_range=(40.0, 120.0))
@@ -88,7 +90,9 @@ def spatial_transform(
     transforms = [geometry]
     if settings.flip_probability > 0:
         transforms.append(
-            RandFlipd(keys=(IMAGE, LABEL), prob=settings.flip_probability, spatial_axis=LEFT_RIGHT_AXIS)
+            RandFlipd(
+                keys=(IMAGE, LABEL, INSIDE), prob=settings.flip_probability, spatial_axis=LEFT_RIGHT_AXIS
+            )
         )
     return Compose(transforms)
 
@@ -131,17 +135,18 @@ def intensity_transform(settings: AugmentationSettings):
 
 
 class PatchAugmenter:
-    """Draws one augmented ``(image, label)`` patch from a cached, head-centred region.
+    """Draws one augmented ``(image, label)`` patch from a cached, centred region.
 
-    Deterministic: the same ``(region, rng seed)`` always gives the same patch, so a run
+    Deterministic: the same ``(region, seed)`` always gives the same patch, so a run
     resumed from a checkpoint continues exactly as an uninterrupted one would.
 
     Args:
         patch_size: output patch size (z, y, x) in voxels.
         jitter_voxels: maximum crop offset (z, y, x) in voxels.
         settings: augmentation strengths.
-        normalise: the inference intensity normalisation, re-applied after intensity
-            changes (``array -> array``); ``None`` skips it.
+        normalise: the inference intensity normalisation (``array -> array``, NaN marks
+            voxels outside the scan), applied to every patch as inference applies it to
+            its crop.
     """
 
     def __init__(
@@ -149,30 +154,39 @@ class PatchAugmenter:
         patch_size,
         jitter_voxels,
         settings: AugmentationSettings,
-        normalise: Callable[[np.ndarray], np.ndarray] | None = None,
+        normalise: Callable[[np.ndarray], np.ndarray],
     ) -> None:
         self.settings = settings
         self.spatial = spatial_transform(patch_size, jitter_voxels, settings)
         self.intensity = intensity_transform(settings)
         self.normalise = normalise
 
-    def __call__(self, image: np.ndarray, label: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return an augmented ``(image float32 [1,z,y,x], label uint8 [1,z,y,x])`` patch."""
+    def __call__(
+        self, image: np.ndarray, label: np.ndarray, inside: np.ndarray, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return an augmented ``(image float32 [1,z,y,x], label uint8 [1,z,y,x])`` patch.
+
+        Args:
+            image: normalised region ``[1, z, y, x]``.
+            label: labels on the region grid.
+            inside: 1 where the region lies inside the scan.
+            seed: decides every random choice.
+        """
         self.spatial.set_random_state(seed=seed % (2**32))
         self.intensity.set_random_state(seed=(seed * 7919 + 1) % (2**32))
-        sample = self.spatial({IMAGE: image, LABEL: label})
+        sample = self.spatial({IMAGE: image, LABEL: label, INSIDE: inside})
         out_image = np.asarray(_numpy(sample[IMAGE]), dtype=np.float32)
-        out_label = np.asarray(_numpy(sample[LABEL]))
+        out_label = np.rint(_numpy(sample[LABEL])).astype(np.uint8)
+        out_inside = _numpy(sample[INSIDE]) > 0.5
+        if not out_inside.any():
+            out_inside[...] = True
         if self.intensity.transforms:
-            # Bias field and gamma are multiplicative: work on a positive copy, then bring the
-            # patch back to the inference intensity scale.
-            floor = float(out_image.min())
-            positive = out_image - floor + 1e-3
-            changed = self.intensity({IMAGE: positive})[IMAGE]
-            out_image = np.asarray(_numpy(changed), dtype=np.float32)
-            if self.normalise is not None:
-                out_image = np.asarray(self.normalise(out_image), dtype=np.float32)
-        return out_image, np.rint(out_label).astype(np.uint8)
+            # Bias field and gamma are multiplicative: work on a positive copy.
+            floor = float(out_image[out_inside].min())
+            positive = np.maximum(out_image - floor, 0.0) + 1e-3
+            out_image = np.asarray(_numpy(self.intensity({IMAGE: positive})[IMAGE]), dtype=np.float32)
+        out_image = np.where(out_inside, out_image, np.float32(np.nan))
+        return np.asarray(self.normalise(out_image), dtype=np.float32), out_label
 
 
 def _numpy(value) -> np.ndarray:

@@ -1,0 +1,182 @@
+"""Training cases, read and preprocessed once, kept in memory as network-ready arrays.
+
+Each case is passed through the same ``onfh.preprocessing`` functions inference uses:
+``localiser_input`` for the coarse grid and ``segmenter_crop`` (enlarged by the room the
+augmentation needs) around the true head centre. Labels are moved onto those grids with
+``resample_label_like``. A mask of where the grid lies inside the scan's field of view is
+kept as well, so an augmented patch can be re-normalised exactly as inference normalises
+a crop (voxels outside the scan excluded, then set to the lowest value).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from onfh.dataset import CaseFiles
+from onfh.errors import OnfhError
+from onfh.imageio import read_image, require_usable_intensities
+from onfh.labels import LABEL_NAMES
+
+MAX_LABEL = max(LABEL_NAMES.values())
+
+
+@dataclass
+class PreparedCase:
+    """One case on the networks' grids; arrays are ``[1, z, y, x]``.
+
+    Attributes:
+        case_id: the dataset's case id.
+        localiser_image: normalised localiser input (float32).
+        localiser_label: head mask on the localiser grid (uint8 0/1).
+        localiser_inside: 1 where the localiser grid lies inside the scan (uint8).
+        region_image: normalised segmenter crop, enlarged for augmentation (float32).
+        region_label: labels 0/1/2 on the region grid (uint8).
+        region_inside: 1 where the region lies inside the scan (uint8).
+        crop_image: the exact inference input at the true head centre (float32).
+        crop_label: labels 0/1/2 on the crop grid (uint8); validation compares with it.
+        head_centre_mm: physical (LPS) centroid of the femoral head (labels 1 and 2).
+    """
+
+    case_id: str
+    localiser_image: np.ndarray
+    localiser_label: np.ndarray
+    localiser_inside: np.ndarray
+    region_image: np.ndarray
+    region_label: np.ndarray
+    region_inside: np.ndarray
+    crop_image: np.ndarray
+    crop_label: np.ndarray
+    head_centre_mm: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the cached arrays take."""
+        return sum(
+            a.nbytes
+            for a in (
+                self.localiser_image,
+                self.localiser_label,
+                self.localiser_inside,
+                self.region_image,
+                self.region_label,
+                self.region_inside,
+                self.crop_image,
+                self.crop_label,
+            )
+        )
+
+
+def region_size(patch_size: int, jitter_voxels: float, rotate_deg: float, scale: float) -> int:
+    """Edge of the cached region: room for a typical jittered, rotated, zoomed-out patch.
+
+    A patch rotated by an angle ``a`` about one axis needs ``cos a + sin a`` times its
+    edge, zooming out by ``s`` needs ``1 + s``; sized for half the maximum rotation and
+    zoom (the rare extreme patch gets a few outside-the-scan corner voxels, which the
+    network also meets at the edge of real scans). The result has the parity of
+    ``patch_size`` so the patch grid is a sub-grid of the region.
+    """
+    angle = math.radians(min(max(rotate_deg, 0.0), 90.0) / 2.0)
+    room = patch_size * (math.cos(angle) + math.sin(angle)) * (1.0 + max(scale, 0.0) / 2.0)
+    size = math.ceil(room + 2.0 * jitter_voxels)
+    return size + (size - patch_size) % 2
+
+
+def read_case(files: CaseFiles) -> tuple[sitk.Image, sitk.Image]:
+    """Read a case's image and label and check they belong together.
+
+    Raises:
+        OnfhError: unreadable files, unusable intensities, label values outside 0..2, a
+            label on another grid than its image, or a label without femoral head.
+    """
+    image = read_image(files.image_path)
+    label = read_image(files.label_path)
+    require_usable_intensities(sitk.GetArrayViewFromImage(image), files.image_path)
+    if label.GetSize() != image.GetSize():
+        raise OnfhError(f"{files.label_path}: label size {label.GetSize()} != image size {image.GetSize()}")
+    tolerance = 1e-3 * max(image.GetSpacing())
+    if not (
+        np.allclose(label.GetSpacing(), image.GetSpacing(), atol=tolerance)
+        and np.allclose(label.GetOrigin(), image.GetOrigin(), atol=max(tolerance, 1e-3))
+        and np.allclose(label.GetDirection(), image.GetDirection(), atol=1e-4)
+    ):
+        raise OnfhError(
+            f"{files.label_path}: label geometry (origin/spacing/direction) differs from its image"
+        )
+    values = sitk.GetArrayViewFromImage(label)
+    if not np.issubdtype(values.dtype, np.integer) and not np.array_equal(values, np.rint(values)):
+        raise OnfhError(f"{files.label_path}: label values must be whole numbers 0, 1, 2")
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > MAX_LABEL:
+        raise OnfhError(f"{files.label_path}: label values must be 0, 1, 2 (found {low:g}..{high:g})")
+    if high == 0:
+        raise OnfhError(f"{files.label_path}: label has no femoral head (all voxels are 0)")
+    label = sitk.Cast(label, sitk.sitkUInt8)
+    label.CopyInformation(image)
+    return image, label
+
+
+def _inside_mask(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
+    """1 where ``grid`` voxel centres fall inside ``image``'s field of view, as ``[1, z, y, x]``."""
+    ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(image)
+    inside = sitk.Resample(ones, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.GetArrayFromImage(inside)[np.newaxis]
+
+
+def _label_on(label: sitk.Image, grid: sitk.Image) -> np.ndarray:
+    from onfh.preprocessing import resample_label_like
+
+    return sitk.GetArrayFromImage(resample_label_like(label, grid)).astype(np.uint8)[np.newaxis]
+
+
+def prepare_case(files: CaseFiles, config: dict[str, Any], region_voxels: int) -> PreparedCase:
+    """Read one case and cut its localiser input and enlarged segmenter region.
+
+    Args:
+        files: the case's image and label paths.
+        config: the ``model.json`` configuration being trained.
+        region_voxels: edge of the cached segmenter region (see :func:`region_size`).
+    """
+    from onfh.preprocessing import label_centroid_mm, localiser_input, segmenter_crop
+
+    image, label = read_case(files)
+    localiser_image, localiser_grid = localiser_input(image, config)
+    localiser_label = (_label_on(label, localiser_grid) > 0).astype(np.uint8)
+    centre_mm = label_centroid_mm(label)
+    enlarged = copy.deepcopy(config)
+    enlarged["segmenter"]["patch_size"] = [int(region_voxels)] * 3
+    region_image, region_grid = segmenter_crop(image, centre_mm.tolist(), enlarged)
+    crop_image, crop_grid = segmenter_crop(image, centre_mm.tolist(), config)
+    return PreparedCase(
+        case_id=files.case_id,
+        localiser_image=np.ascontiguousarray(localiser_image, dtype=np.float32),
+        localiser_label=localiser_label,
+        localiser_inside=_inside_mask(image, localiser_grid),
+        region_image=np.ascontiguousarray(region_image, dtype=np.float32),
+        region_label=_label_on(label, region_grid),
+        region_inside=_inside_mask(image, region_grid),
+        crop_image=np.ascontiguousarray(crop_image, dtype=np.float32),
+        crop_label=_label_on(label, crop_grid),
+        head_centre_mm=np.asarray(centre_mm, dtype=float),
+    )
+
+
+def prepare_cases(
+    cases: list[CaseFiles],
+    config: dict[str, Any],
+    region_voxels: int,
+    report: Callable[[str], None] | None = None,
+) -> dict[str, PreparedCase]:
+    """Prepare every case once (the slow part of start-up); keyed by case id."""
+    prepared = {}
+    for number, files in enumerate(cases, start=1):
+        prepared[files.case_id] = prepare_case(files, config, region_voxels)
+        if report is not None:
+            report(f"prepared {number}/{len(cases)} cases ({files.case_id})")
+    return prepared
