@@ -219,6 +219,40 @@ def test_crossval_layout(tmp_path, capsys):
     assert "## Per fold" in (out / "report.md").read_text()
 
 
+def test_prediction_beyond_a_cropped_truth_keeps_its_false_positives(tmp_path, capsys):
+    truth_full = hip_labels(0.65)
+    prediction = truth_full.copy()
+    prediction[2:6, 2:6, 2:6] = 1  # a false positive far outside the head
+    # The truth file holds only a box around the head (as a cropped segmentation would).
+    box = (slice(7, 31), slice(3, 41), slice(3, 41))
+    assert truth_full[box].sum() == truth_full.sum()
+    origin = tuple(float(start.start * s) for start, s in zip(box[::-1], SPACING_XYZ_MM))
+    write_labels(truth_full[box], tmp_path / "t" / "hip.nii.gz", origin=origin)
+    write_labels(prediction, tmp_path / "p" / "hip.nii.gz")
+    assert run_cli("--pred", tmp_path / "p", "--truth", tmp_path / "t", "-o", tmp_path / "r") == 0
+    assert "extended to hold the whole prediction" in capsys.readouterr().err
+    row = json.loads((tmp_path / "r" / "report.json").read_text())["cases"][0]
+    expected = metrics.overlap_metrics(prediction > 0, truth_full > 0, SPACING_ZYX_MM)
+    assert row["femoral_head_dice"] == pytest.approx(expected.dice) and expected.dice < 1.0
+    assert row["femoral_head_hd95_mm"] == pytest.approx(expected.hd95_mm)
+    assert row["necrosis_dice"] == 1.0
+    assert row["true_ratio"] == pytest.approx(grade_label_map(truth_full, SPACING_XYZ_MM).ratio)
+
+
+def test_scoring_grid_rules():
+    truth = label_image(hip_labels(0.35))
+    inside = label_image(hip_labels(0.35).repeat(2, 0), spacing_xyz=(0.8, 0.8, 0.75))
+    grid, extended = evaluation.scoring_grid(truth, inside)
+    assert grid is truth and not extended
+    far_away = label_image(hip_labels(0.35), origin=(0.0, 0.0, 10_000.0))
+    grid, extended = evaluation.scoring_grid(truth, far_away)
+    assert grid is truth and not extended  # mismatched geometry: no growth
+    shifted_up = label_image(hip_labels(0.35), origin=(0.0, 0.0, 30 * SPACING_XYZ_MM[2]))
+    grid, extended = evaluation.scoring_grid(truth, shifted_up)
+    assert extended and grid.GetSpacing() == truth.GetSpacing() and grid.GetOrigin() == truth.GetOrigin()
+    assert grid.GetSize()[:2] == truth.GetSize()[:2] and grid.GetSize()[2] > truth.GetSize()[2]
+
+
 def test_find_predictions_naming_and_preference(tmp_path):
     labels = hip_labels(0.35)
     write_labels(labels, tmp_path / "p" / "x" / "hip_a.nii.gz")  # e.g. the input MRI next to its result

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from onfh import __version__
 from onfh.agreement import GRADES, bland_altman, cohen_kappas, confusion_matrix, intraclass_correlations
@@ -195,37 +197,99 @@ def crossval_pairs(model_dir: str | os.PathLike) -> tuple[list[CasePair], Path]:
 # ---------------------------------------------------------------- measuring
 
 
+MAX_GRID_GROWTH = 8  # a scoring grid beyond 8x the truth's voxels means mismatched geometry
+
+
+def _foreground_index_box(image: sitk.Image) -> tuple[list[int], list[int]] | None:
+    """First and last foreground index per axis, in SimpleITK (x, y, z) order; None if empty."""
+    array = sitk.GetArrayViewFromImage(image)
+    first, last = [], []
+    for axis in (2, 1, 0):
+        present = np.flatnonzero(array.any(axis=tuple(a for a in range(3) if a != axis)))
+        if present.size == 0:
+            return None
+        first.append(int(present[0]))
+        last.append(int(present[-1]))
+    return first, last
+
+
+def scoring_grid(truth_image: sitk.Image, prediction_image: sitk.Image) -> tuple[sitk.Image, bool]:
+    """The grid a prediction on another grid is scored on, and whether it extends the truth's.
+
+    The truth grid, grown by whole voxels (same spacing, direction and lattice, so the
+    truth moves exactly) until it holds every predicted foreground voxel: a prediction
+    reaching past a cropped truth file keeps its false positives. Growth beyond
+    ``MAX_GRID_GROWTH`` times the voxels is refused (the truth grid is returned).
+    """
+    box = _foreground_index_box(prediction_image)
+    if box is None:
+        return truth_image, False
+    corners = itertools.product(*[(lo - 0.5, hi + 0.5) for lo, hi in zip(*box)])
+    indices = np.array(
+        [
+            truth_image.TransformPhysicalPointToContinuousIndex(
+                prediction_image.TransformContinuousIndexToPhysicalPoint(corner)
+            )
+            for corner in corners
+        ]
+    )
+    size = np.array(truth_image.GetSize())
+    # Truth voxel centres inside the predicted region; the 1e-6 keeps centres on its edge.
+    low = np.minimum(np.ceil(indices.min(axis=0) - 1e-6), 0).astype(int)
+    high = np.maximum(np.floor(indices.max(axis=0) + 1e-6), size - 1).astype(int)
+    new_size = high - low + 1
+    if (low == 0).all() and (high == size - 1).all():
+        return truth_image, False
+    if np.prod(new_size.astype(float)) > MAX_GRID_GROWTH * np.prod(size.astype(float)):
+        return truth_image, False
+    grid = sitk.Image([int(n) for n in new_size], sitk.sitkUInt8)
+    grid.SetSpacing(truth_image.GetSpacing())
+    grid.SetDirection(truth_image.GetDirection())
+    grid.SetOrigin(truth_image.TransformContinuousIndexToPhysicalPoint([float(v) for v in low]))
+    return grid, True
+
+
+def _on_grid(labels: sitk.Image, grid: sitk.Image) -> sitk.Image:
+    return sitk.Resample(labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+
 def evaluate_case(pair: CasePair) -> tuple[dict, list[str]]:
     """Metrics, ratios and grades of one case (a ``cases.csv`` row) and its warnings.
 
-    The prediction is resampled (nearest neighbour) onto the truth grid when the grids
-    differ, with a warning, so every metric is measured on the reference geometry.
+    A prediction on another grid is resampled (nearest neighbour) onto the truth grid,
+    grown if needed so no predicted voxel is dropped (``scoring_grid``), with a warning;
+    every metric is then measured with the truth's voxel spacing.
     """
-    from onfh.grading import grade_masks
-    from onfh.segfile import read_segmentation
+    from onfh.grading import grade_label_map
+    from onfh.segfile import read_segmentation, same_grid
 
     row: dict = {"case": pair.case_id, "fold": pair.fold, "truth_path": str(pair.truth_path)}
     if pair.prediction_path is None:
         return {**row, "prediction_path": "", "status": MISSING}, [f"{pair.case_id}: no prediction found"]
-    truth = read_segmentation(pair.truth_path)
-    prediction = read_segmentation(pair.prediction_path, reference=truth.image)
+    truth_labels = read_segmentation(pair.truth_path).image
+    predicted_labels = read_segmentation(pair.prediction_path).image
     warnings = []
-    if prediction.resampled:
+    resampled = not same_grid(predicted_labels, truth_labels)
+    if resampled:
+        grid, extended = scoring_grid(truth_labels, predicted_labels)
         warnings.append(
-            f"{pair.prediction_path}: grid differs from its truth {pair.truth_path.name}; "
-            "resampled onto the truth grid (nearest neighbour)"
+            f"{pair.prediction_path}: grid differs from its truth {pair.truth_path.name}; resampled onto "
+            + ("the truth grid, extended to hold the whole prediction" if extended else "the truth grid")
+            + " (nearest neighbour)"
         )
-    spacing_zyx_mm = tuple(truth.spacing_mm)[::-1]  # masks are (z, y, x), spacing (x, y, z)
-    row.update(prediction_path=str(pair.prediction_path), status="ok", resampled=prediction.resampled)
-    masks = {
-        "femoral_head": (prediction.head_mask, truth.head_mask),
-        "necrosis": (prediction.necrosis_mask, truth.necrosis_mask),
-    }
-    for structure, (predicted_mask, true_mask) in masks.items():
-        values = overlap_metrics(predicted_mask, true_mask, spacing_zyx_mm).to_dict()
-        row.update({f"{structure}_{name}": value for name, value in values.items()})
-    for side, seg in (("true", truth), ("pred", prediction)):
-        result = grade_masks(seg.head_mask, seg.necrosis_mask, truth.spacing_mm)
+        truth_labels = _on_grid(truth_labels, grid) if extended else truth_labels
+        predicted_labels = _on_grid(predicted_labels, grid)
+    spacing_xyz_mm = truth_labels.GetSpacing()
+    spacing_zyx_mm = spacing_xyz_mm[::-1]  # arrays are (z, y, x)
+    truth_array = sitk.GetArrayViewFromImage(truth_labels)
+    predicted_array = sitk.GetArrayViewFromImage(predicted_labels)
+    row.update(prediction_path=str(pair.prediction_path), status="ok", resampled=resampled)
+    for structure, values in (("femoral_head", (1, 2)), ("necrosis", (2,))):
+        predicted_mask, true_mask = np.isin(predicted_array, values), np.isin(truth_array, values)
+        measured = overlap_metrics(predicted_mask, true_mask, spacing_zyx_mm).to_dict()
+        row.update({f"{structure}_{name}": value for name, value in measured.items()})
+    for side, labels in (("true", truth_array), ("pred", predicted_array)):
+        result = grade_label_map(labels, spacing_xyz_mm)
         row[f"{side}_head_volume_ml"] = result.head_volume_ml
         row[f"{side}_necrosis_volume_ml"] = result.necrosis_volume_ml
         row[f"{side}_ratio"] = result.ratio
