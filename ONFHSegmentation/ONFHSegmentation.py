@@ -212,6 +212,9 @@ class ONFHSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = "Segmentation failed: " + job.process.error_message()
                 logging.error("onfh segment failed:\n" + "\n".join(job.process.stderr_lines))
                 return
+            if job.volume.GetScene() is None:
+                self.ui.statusLabel.text = "The volume was removed; the result was discarded."
+                return
             decision = plan_import(slicer.mrmlScene, job.volume)
             choice = self._askImportChoice(decision) if decision.needs_question else ImportChoice.NEW_NODE
             with slicer.util.tryWithErrorDisplay("Could not load the segmentation.", waitCursor=True):
