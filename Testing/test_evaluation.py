@@ -253,6 +253,14 @@ def test_scoring_grid_rules():
     assert grid.GetSize()[:2] == truth.GetSize()[:2] and grid.GetSize()[2] > truth.GetSize()[2]
 
 
+def test_prediction_outside_the_truth_image_is_flagged(tmp_path):
+    truth = write_labels(hip_labels(0.35), tmp_path / "t" / "hip.nii.gz")
+    prediction = write_labels(hip_labels(0.35), tmp_path / "p" / "hip.nii.gz", origin=(0.0, 0.0, 1e4))
+    row, warnings = evaluation.evaluate_case(evaluation.CasePair("hip", truth, prediction))
+    assert row["femoral_head_dice"] == 0.0 and math.isinf(row["femoral_head_asd_mm"])
+    assert any("outside the truth image" in w for w in warnings)
+
+
 def test_find_predictions_naming_and_preference(tmp_path):
     labels = hip_labels(0.35)
     write_labels(labels, tmp_path / "p" / "x" / "hip_a.nii.gz")  # e.g. the input MRI next to its result

@@ -278,7 +278,13 @@ def evaluate_case(pair: CasePair) -> tuple[dict, list[str]]:
             + " (nearest neighbour)"
         )
         truth_labels = _on_grid(truth_labels, grid) if extended else truth_labels
+        had_foreground = _foreground_index_box(predicted_labels) is not None
         predicted_labels = _on_grid(predicted_labels, grid)
+        if had_foreground and _foreground_index_box(predicted_labels) is None:
+            warnings.append(
+                f"{pair.prediction_path}: its segmentation lies outside the truth image; "
+                "check that both files belong to the same MRI"
+            )
     spacing_xyz_mm = truth_labels.GetSpacing()
     spacing_zyx_mm = spacing_xyz_mm[::-1]  # arrays are (z, y, x)
     truth_array = sitk.GetArrayViewFromImage(truth_labels)
