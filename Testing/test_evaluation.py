@@ -329,6 +329,29 @@ def test_both_lesions_absent_count_as_agreement(tmp_path):
     assert warnings == []
 
 
+def test_empty_predicted_head_counts_as_misgraded():
+    truth_rows = [
+        {
+            "case": c,
+            "fold": None,
+            "status": "ok",
+            **{f"{s}_{m}": 1.0 for s in evaluation.STRUCTURES for m in evaluation.METRICS},
+        }
+        for c in ("a", "b", "c")
+    ]
+    grades = [("A", "A", 0.1, 0.1), ("B", None, 0.2, None), ("C", "C", 0.4, 0.4)]
+    for row, (true_grade, pred_grade, true_ratio, pred_ratio) in zip(truth_rows, grades):
+        row.update(true_grade=true_grade, pred_grade=pred_grade, true_ratio=true_ratio, pred_ratio=pred_ratio)
+        row["grade_match"] = true_grade == pred_grade
+    summary = evaluation.summarize(truth_rows)
+    grading = summary["grading"]
+    assert (grading["n_matched"], grading["n_graded"], grading["n_prediction_ungraded"]) == (2, 3, 1)
+    assert grading["true_grade_counts"] == {"A": 1, "B": 1, "C": 1}
+    assert sum(map(sum, grading["confusion_matrix"])) == 2
+    assert summary["ratio_agreement"]["n"] == 2
+    assert "1 prediction(s) without a grade" in evaluation.console_text(summary)
+
+
 def test_bad_inputs_fail_with_one_line_and_no_report(study, tmp_path, capsys):
     out = tmp_path / "report"
     assert run_cli("--pred", study["pred_dir"], "-o", out) == 2

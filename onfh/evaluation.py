@@ -349,7 +349,7 @@ def _grading_summary(rows: Sequence[dict]) -> dict:
         "categories": list(GRADES),
         "confusion_matrix": matrix.tolist(),
         "confusion_matrix_layout": "rows: true grade, columns: predicted grade",
-        "true_grade_counts": {g: int(n) for g, n in zip(GRADES, matrix.sum(axis=1))},
+        "true_grade_counts": {g: sum(1 for r in graded if r["true_grade"] == g) for g in GRADES},
         "kappa": cohen_kappas(matrix),
     }
 
@@ -518,6 +518,19 @@ def _headed_study_table(summary: dict) -> list[tuple[str, ...]]:
     return [heads, *study_table(summary)]
 
 
+def _grading_notes(grading: dict) -> list[str]:
+    """Lines explaining cases left out of the confusion matrix, if any."""
+    notes = []
+    if grading["n_prediction_ungraded"]:
+        notes.append(
+            f"{grading['n_prediction_ungraded']} prediction(s) without a grade (empty femoral head) "
+            "count as misgraded in the accuracy and are left out of the matrix and kappas."
+        )
+    if grading["n_truth_ungraded"]:
+        notes.append(f"{grading['n_truth_ungraded']} case(s) without a true grade are left out of grading.")
+    return ["", *notes] if notes else []
+
+
 def _counts_line(summary: dict) -> str:
     missing = summary["missing_predictions"]
     return (
@@ -531,6 +544,7 @@ def console_text(summary: dict) -> str:
     """The study's table next to the reference study's figures, for the terminal."""
     lines = [_counts_line(summary), "", *_text_table(_headed_study_table(summary)), ""]
     lines += ["Steinberg grade confusion matrix:", *_text_table(confusion_table(summary["grading"]))]
+    lines += _grading_notes(summary["grading"])
     folds = fold_table(summary)
     if folds:
         lines += ["", "Per fold:", *_text_table(folds)]
@@ -556,6 +570,7 @@ def markdown_text(report: dict) -> str:
         "## Steinberg grade confusion matrix",
         "",
         *_markdown_table(confusion_table(summary["grading"])),
+        *_grading_notes(summary["grading"]),
     ]
     ratio = summary["ratio_agreement"]
     lines += [
