@@ -95,7 +95,6 @@ def loadSyntheticHip(source=None):
     with slicer.util.tryWithErrorDisplay("Could not generate the synthetic hip.", waitCursor=True):
         files = synthetic_hip(cache)
         return slicer.util.loadVolume(str(files.image_path), {"name": SAMPLE_NODE_NAME})
-    return None
 
 
 @parameterNodeWrapper
@@ -236,13 +235,11 @@ class ONFHSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         box.setWindowTitle("ONFH Segmentation")
         box.setIcon(qt.QMessageBox.Question)
         box.setText(decision.question())
-        buttons = {box.addButton("Create new segmentation", qt.QMessageBox.AcceptRole): ImportChoice.NEW_NODE}
-        if ImportChoice.UPDATE_UNEDITED in decision.choices:
-            label = "Update unedited AI segments"
-            buttons[box.addButton(label, qt.QMessageBox.DestructiveRole)] = ImportChoice.UPDATE_UNEDITED
-        buttons[box.addButton("Discard result", qt.QMessageBox.RejectRole)] = ImportChoice.CANCEL
+        buttons = [(box.addButton(c.label, qt.QMessageBox.ActionRole), c) for c in decision.choices]
+        box.setEscapeButton(buttons[-1][0])  # choices end with CANCEL
         box.exec_()
-        return buttons.get(box.clickedButton(), ImportChoice.CANCEL)
+        clicked = box.clickedButton()
+        return next((choice for button, choice in buttons if button == clicked), ImportChoice.CANCEL)
 
     def onCancelButton(self) -> None:
         self._stopJob(cancel=True)
@@ -353,7 +350,9 @@ class ONFHSegmentationLogic(ScriptedLoadableModuleLogic):
             try:
                 import PyTorchUtils
 
-                PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
+                PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                    askConfirmation=False, torchVersionRequirement=">=2.1"
+                )
             except ImportError:
                 self._pipInstall("torch")
         if "monai" in packages:

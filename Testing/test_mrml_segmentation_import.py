@@ -178,6 +178,8 @@ def test_rerun_asks_and_new_node_leaves_the_first_untouched(a_scene, a_volume_no
     assert set(decision.replaceable) == {"Femoral head", "Necrosis"} and decision.protected == ()
     assert ImportChoice.UPDATE_UNEDITED in decision.choices
     assert "Hip MRI segmentation" in decision.question()
+    assert decision.choices[-1] == ImportChoice.CANCEL, "the Qt dialog makes the last choice Escape"
+    assert len({c.label for c in decision.choices}) == len(decision.choices)
     moved = _write_result(tmp_path, a_volume_node, *_masks(a_volume_node, (2, 2, 0)), name="second.seg.nrrd")
     second = import_segmentation(a_scene, a_volume_node, moved, MODEL, decision, ImportChoice.NEW_NODE)
     assert second.segmentation_node is not first.segmentation_node

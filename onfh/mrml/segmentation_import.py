@@ -221,6 +221,15 @@ class ImportChoice(Enum):
     UPDATE_UNEDITED = "update"
     CANCEL = "cancel"
 
+    @property
+    def label(self) -> str:
+        """The button text offered for this choice."""
+        return {
+            "new": "Create new segmentation",
+            "update": "Update unedited AI segments",
+            "cancel": "Discard result",
+        }[self.value]
+
 
 @dataclass(frozen=True)
 class ImportDecision:
