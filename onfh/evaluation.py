@@ -174,7 +174,10 @@ def crossval_pairs(model_dir: str | os.PathLike) -> tuple[list[CasePair], Path]:
     Raises:
         OnfhError: no ``crossval.json``, or a truth label file is missing.
     """
+    # The layout's names come from the trainer that writes it: one source of truth.
+    from onfh.dataset import case_paths
     from onfh.training.folds import CROSSVAL_DIR, read_crossval_json
+    from onfh.training.trainer import PREDICTION_SUFFIX, PREDICTIONS_DIR
 
     crossval = Path(model_dir) / CROSSVAL_DIR
     dataset, split = read_crossval_json(model_dir)
@@ -184,10 +187,10 @@ def crossval_pairs(model_dir: str | os.PathLike) -> tuple[list[CasePair], Path]:
     pairs = []
     for fold, cases in enumerate(split):
         for case in sorted(cases):
-            truth = dataset_dir / "labelsTr" / f"{case}.nii.gz"
+            truth = case_paths(dataset_dir, case).label_path
             if not truth.is_file():
                 raise OnfhError(f"{truth}: truth label of cross-validation case {case!r} is missing")
-            prediction = crossval / f"fold_{fold}" / "predictions" / f"{case}.nii.gz"
+            prediction = crossval / f"fold_{fold}" / PREDICTIONS_DIR / f"{case}{PREDICTION_SUFFIX}"
             pairs.append(CasePair(case, truth, prediction if prediction.is_file() else None, fold))
     if not pairs:
         raise OnfhError(f"{crossval}: crossval.json lists no cases")
