@@ -1,0 +1,257 @@
+"""A synthetic data set on disk: :func:`write_cohort` (what ``onfh synth`` runs).
+
+Cases go through :func:`onfh.dataset.add_case` into the ``imagesTr``/``labelsTr``/
+``dataset.json`` layout, with ``cases.csv`` holding the truth of every case. Everything is
+written into a hidden staging folder first and moved into place at the end, so a failure
+or Ctrl-C leaves nothing half-written under the user's folder name.
+
+Target ratios follow the reference study's mix (grades roughly balanced, 22/23/18) with
+extra cases near the 0.15 and 0.30 cut-offs, where grading errors happen: every block of
+eight cases holds two A, two B, two C and one near each cut-off, in a seeded order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from onfh.dataset import DATASET_JSON, IMAGES_DIR, LABELS_DIR, add_case, write_dataset_json
+from onfh.errors import OnfhError
+from onfh.imageio import write_text_atomic
+from onfh.synthetic.phantom import GENERATOR_VERSION, generate_case, resolve_geometry
+
+CASES_CSV = "cases.csv"
+PREVIEW_DIR = "previews"
+CASE_PREFIX = "synth"
+RATIO_RANGES = {
+    "A": (0.02, 0.145),
+    "B": (0.155, 0.295),
+    "C": (0.305, 0.55),
+    "near_0.15": (0.12, 0.18),
+    "near_0.30": (0.27, 0.33),
+}
+_BLOCK = ("A", "A", "B", "B", "C", "C", "near_0.15", "near_0.30")
+CSV_COLUMNS = (
+    "case_id",
+    "case_seed",
+    "image",
+    "label",
+    "head_volume_ml",
+    "necrosis_volume_ml",
+    "ratio",
+    "grade",
+    "laterality",
+    "spacing_x_mm",
+    "spacing_y_mm",
+    "spacing_z_mm",
+    "size",
+    "orientation",
+    "field_strength_t",
+    "tr_ms",
+    "te_ms",
+    "flip_deg",
+    "snr",
+    "head_diameter_mm",
+    "neck_shaft_angle_deg",
+    "anteversion_deg",
+    "lesion_shape",
+    "target_ratio",
+    "ratio_stratum",
+    "band_mm",
+    "oedema",
+    "effusion",
+    "intensity_scale",
+    "intensity_offset",
+    "subcutaneous_fat_mm",
+)
+
+
+def case_seed(seed: int, index: int) -> int:
+    """The seed of case ``index`` of a cohort: a hash of (seed, index), stable across runs."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
+
+def ratio_plan(seed: int, cases: int) -> list[tuple[str, float]]:
+    """(stratum, target ratio) per case: balanced grades plus cases near each cut-off."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
+    plan = []
+    while len(plan) < cases:
+        for stratum in rng.permutation(_BLOCK):
+            low, high = RATIO_RANGES[str(stratum)]
+            plan.append((str(stratum), float(rng.uniform(low, high))))
+    return plan[:cases]
+
+
+def check_output_folder(outdir: str | os.PathLike) -> Path:
+    """Refuse an output folder that holds a data set, is a file, or cannot be written."""
+    root = Path(outdir)
+    if root.exists() and not root.is_dir():
+        raise OnfhError(f"{root}: exists and is not a folder")
+    if root.is_dir():
+        taken = [name for name in (DATASET_JSON, IMAGES_DIR, LABELS_DIR, CASES_CSV) if (root / name).exists()]
+        if taken:
+            raise OnfhError(f"{root}: already holds a data set ({', '.join(taken)}); choose a new folder")
+    existing = root if root.is_dir() else next((p for p in root.absolute().parents if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OnfhError(f"{root}: cannot write there ({existing} is not a writable folder)")
+    return root
+
+
+def _check_arguments(cases, spacing_mm, size, bilateral: bool) -> None:
+    if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
+        raise OnfhError(f"--cases must be an integer >= 1, got {cases!r}")
+    try:
+        resolve_geometry(spacing_mm, size, bilateral)
+    except ValueError as error:
+        raise OnfhError(str(error)) from None
+
+
+def _row(case_id: str, seed: int, stratum: str, info: dict) -> dict:
+    spacing = info["spacing_mm"]
+    protocol = info["protocol"]
+    row = {
+        "case_id": case_id,
+        "case_seed": seed,
+        "image": f"{IMAGES_DIR}/{case_id}_0000.nii.gz",
+        "label": f"{LABELS_DIR}/{case_id}.nii.gz",
+        "spacing_x_mm": spacing[0],
+        "spacing_y_mm": spacing[1],
+        "spacing_z_mm": spacing[2],
+        "size": "x".join(str(n) for n in info["size"]),
+        "ratio_stratum": stratum,
+        **{key: protocol[key] for key in ("field_strength_t", "tr_ms", "te_ms", "flip_deg")},
+    }
+    for column in CSV_COLUMNS:
+        if column not in row:
+            row[column] = info.get(column)
+    return row
+
+
+def write_cohort(
+    outdir: str | os.PathLike,
+    cases: int,
+    seed: int,
+    spacing_mm: tuple[float, float, float] | None = None,
+    size: tuple[int, int, int] | None = None,
+    bilateral: bool = False,
+    preview: bool = False,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> list[dict]:
+    """Write ``cases`` synthetic hips into ``outdir`` (a new or empty folder).
+
+    Args:
+        outdir: output folder; must not already hold a data set.
+        cases: number of cases (>= 1).
+        seed: cohort seed; the same seed and arguments give the same bytes.
+        spacing_mm: voxel size (x, y, z), ``None`` for the generator's default.
+        size: voxels (x, y, z), ``None`` for 256x256x120.
+        bilateral: both hips in a wide field of view.
+        preview: also write ``previews/<case>.png``.
+        progress: called as ``progress(done, total, row)`` after each case.
+
+    Returns:
+        One ``cases.csv`` row (a dict) per case.
+
+    Raises:
+        OnfhError: bad arguments or output folder; nothing is written then.
+    """
+    _check_arguments(cases, spacing_mm, size, bilateral)
+    root = check_output_folder(outdir)
+    staging = _staging_folder(root)
+    rows: list[dict] = []
+    try:
+        for index, (stratum, ratio) in enumerate(ratio_plan(seed, int(cases))):
+            case_id = f"{CASE_PREFIX}_{index:03d}"
+            this_seed = case_seed(seed, index)
+            try:
+                case = generate_case(this_seed, spacing_mm, size, bilateral, ratio=ratio)
+            except ValueError as error:
+                raise OnfhError(f"case {case_id}: {error}") from None
+            add_case(staging, case_id, case.image, case.label, description=_description(seed))
+            if preview:
+                from onfh.preview import write_preview
+
+                title = (
+                    f"{case_id}: grade {case.info['grade']}, ratio {case.info['ratio']:.3f} "
+                    f"({case.info['orientation']}, {case.info['laterality']})"
+                )
+                write_preview(case.image, case.label, staging / PREVIEW_DIR / f"{case_id}.png", title=title)
+            rows.append(_row(case_id, this_seed, stratum, case.info))
+            if progress is not None:
+                progress(index + 1, int(cases), rows[-1])
+        extra = {
+            "generator": "onfh.synthetic",
+            "generator_version": GENERATOR_VERSION,
+            "seed": int(seed),
+            "bilateral": bool(bilateral),
+            "cases_csv": CASES_CSV,
+        }
+        write_dataset_json(staging, description=_description(seed), extra=extra)
+        write_text_atomic(staging / CASES_CSV, _csv_text(rows))
+        _publish(staging, root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return rows
+
+
+def _description(seed: int) -> str:
+    return (
+        f"Synthetic T1-weighted 3D SPGR hip MRIs with exact femoral head and necrosis labels "
+        f"(onfh.synthetic v{GENERATOR_VERSION}, seed {seed}); not clinical data."
+    )
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _csv_value(row.get(key)) for key in CSV_COLUMNS})
+    return buffer.getvalue()
+
+
+def _csv_value(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _staging_folder(root: Path) -> Path:
+    """A hidden folder for the work in progress: inside ``root`` if it exists, else beside it.
+
+    Beside means in the nearest existing ancestor, so missing parent folders are only
+    created when the finished data set is moved into place.
+    """
+    if root.is_dir():
+        parent, name = root, f".onfh-synth-partial-{os.getpid()}"
+    else:
+        parent = next(p for p in root.absolute().parents if p.exists())
+        name = f".{root.name}.onfh-synth-partial-{os.getpid()}"
+    staging = parent / name
+    try:
+        staging.mkdir()
+    except OSError as error:
+        raise OnfhError(f"{root}: cannot write there ({error.strerror})") from None
+    return staging
+
+
+def _publish(staging: Path, root: Path) -> None:
+    """Move the finished data set into place."""
+    if not root.exists():
+        root.absolute().parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, root)
+        return
+    for entry in sorted(staging.iterdir()):
+        os.replace(entry, root / entry.name)
+    staging.rmdir()
