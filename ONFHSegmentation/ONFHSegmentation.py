@@ -90,7 +90,7 @@ def registerSampleData() -> None:
 
 
 def loadSyntheticHip(source=None):
-    """Generate the sample on first use (a few seconds), then load it as a volume."""
+    """Generate the sample on first use (about ten seconds), then load it as a volume."""
     cache = slicer.mrmlScene.GetCacheManager().GetRemoteCacheDirectory()
     with slicer.util.tryWithErrorDisplay("Could not generate the synthetic hip.", waitCursor=True):
         files = synthetic_hip(cache)
