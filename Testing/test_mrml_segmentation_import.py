@@ -300,3 +300,45 @@ def test_unreadable_result_is_a_one_line_error_and_adds_no_node(a_scene, a_volum
     with pytest.raises(OnfhError, match=r"broken\.seg\.nrrd"):
         _import_new(a_scene, a_volume_node, bad)
     assert a_scene.GetNumberOfNodes() == count
+
+
+def _volume_node_from_image(scene, image: sitk.Image, name: str = "Phantom"):
+    """A scalar volume node holding ``image`` (LPS geometry -> Slicer's RAS IJK-to-RAS)."""
+    values = sitk.GetArrayFromImage(image)
+    z, y, x = values.shape
+    data = vtk.vtkImageData()
+    data.SetDimensions(x, y, z)
+    data.GetPointData().SetScalars(numpy_support.numpy_to_vtk(values.ravel().copy(), deep=True))
+    ras_from_lps = np.diag([-1.0, -1.0, 1.0])
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    linear = ras_from_lps @ direction @ np.diag(image.GetSpacing())
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            matrix.SetElement(r, c, linear[r, c])
+        matrix.SetElement(r, 3, (ras_from_lps @ np.array(image.GetOrigin()))[r])
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    node.SetAndObserveImageData(data)
+    node.SetIJKToRASMatrix(matrix)
+    return node
+
+
+@pytest.mark.parametrize("orientation", ["axial", "flipped", "coronal", "sagittal", "oblique"])
+def test_volumes_and_results_keep_their_geometry_in_every_orientation(a_scene, tmp_path, orientation):
+    from model_fixtures import DIRECTIONS, phantom
+
+    from onfh.segfile import same_grid
+
+    image, truth = phantom(DIRECTIONS[orientation], size=(40, 36, 30))
+    node = _volume_node_from_image(a_scene, image)
+    back = volume_to_image(node)
+    assert same_grid(back, image)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image))
+    path = tmp_path / "truth.seg.nrrd"
+    write_seg_nrrd(truth, path)
+    outcome = _import_new(a_scene, node, path)
+    labels = sitk.GetArrayFromImage(truth)
+    segments = _by_kind(outcome.segmentation_node)
+    head_id, necrosis_id = segments["femoral_head"].segment_id, segments["necrosis"].segment_id
+    np.testing.assert_array_equal(_segment_mask(outcome.segmentation_node, head_id, node), labels == 1)
+    np.testing.assert_array_equal(_segment_mask(outcome.segmentation_node, necrosis_id, node), labels == 2)
