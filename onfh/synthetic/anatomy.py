@@ -72,7 +72,8 @@ class PelvisParams:
 
 def sample_femur(rng: np.random.Generator, head_diameter_mm: float | None = None) -> FemurParams:
     """A random adult proximal femur (head 42-50 mm, neck-shaft 120-140 deg, anteversion 5-25 deg)."""
-    diameter = float(head_diameter_mm) if head_diameter_mm is not None else float(rng.uniform(42.0, 50.0))
+    drawn = float(rng.uniform(42.0, 50.0))  # always drawn, so an override leaves later draws unchanged
+    diameter = float(head_diameter_mm) if head_diameter_mm is not None else drawn
     radius = diameter / 2.0
     return FemurParams(
         head_radius_mm=radius,

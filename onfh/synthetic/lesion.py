@@ -48,11 +48,17 @@ class LesionParams:
 
 
 def sample_lesion(
-    rng: np.random.Generator, femur: FemurParams, target_ratio: float, shape: str | None = None
+    rng: np.random.Generator,
+    femur: FemurParams,
+    target_ratio: float,
+    shape: str | None = None,
+    band_mm: float | None = None,
 ) -> LesionParams:
     """A random anterosuperior wedge or cap with a 1-3 mm reactive band."""
-    if shape is None:
-        shape = LESION_SHAPES[int(rng.integers(len(LESION_SHAPES)))]
+    drawn_shape = LESION_SHAPES[
+        int(rng.integers(len(LESION_SHAPES)))
+    ]  # always drawn: overrides keep the stream
+    shape = drawn_shape if shape is None else shape
     if shape not in LESION_SHAPES:
         raise ValueError(f"lesion shape must be one of {LESION_SHAPES}, got {shape!r}")
     superior = np.array([0.0, 0.0, 1.0])
@@ -66,13 +72,14 @@ def sample_lesion(
         depth = rng.uniform(0.5, 0.9) * r
         angle = rng.uniform(55.0, 75.0)
         cap = depth + rng.uniform(0.2, 0.6) * r
+    band = rng.uniform(1.0, 3.0)
     return LesionParams(
         shape=shape,
         axis=axis / np.linalg.norm(axis),
         apex_depth_mm=float(depth),
         half_angle_deg=float(angle),
         cap_height_mm=float(cap),
-        band_mm=float(rng.uniform(1.0, 3.0)),
+        band_mm=float(band) if band_mm is None else float(band_mm),
         irregularity_mm=float(rng.uniform(0.6, 1.8)),
         target_ratio=float(target_ratio),
         core_rel=float(rng.uniform(0.92, 1.05)),
@@ -131,8 +138,9 @@ def sample_distractors(
     rng: np.random.Generator, oedema: bool | None = None, effusion: bool | None = None
 ) -> Distractors:
     """Marrow oedema in about a third of cases, effusion in about a third."""
-    oe = bool(rng.random() < 0.35) if oedema is None else bool(oedema)
-    ef = bool(rng.random() < 0.35) if effusion is None else bool(effusion)
+    drawn_oedema, drawn_effusion = bool(rng.random() < 0.35), bool(rng.random() < 0.35)
+    oe = drawn_oedema if oedema is None else bool(oedema)
+    ef = drawn_effusion if effusion is None else bool(effusion)
     return Distractors(oe, ef, float(rng.uniform(0.4, 0.85)), float(rng.uniform(2.0, 5.0)))
 
 

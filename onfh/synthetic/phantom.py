@@ -45,6 +45,7 @@ OVERRIDES = (
     "oedema",
     "effusion",
     "lesion_shape",
+    "band_mm",
     "head_diameter_mm",
     "mid_tissues",
     "tissue_map",
@@ -119,7 +120,7 @@ def generate_case(
         **overrides: fix a random choice: ``ratio`` (0-1), ``side`` ("left"/"right"),
             ``orientation`` (axial/coronal/oblique), ``protocol`` (:class:`signal.Protocol`),
             ``snr``, ``noise`` / ``bias`` (False to skip), ``oedema``, ``effusion``,
-            ``lesion_shape`` ("cap"/"wedge"), ``head_diameter_mm``, ``mid_tissues`` (True:
+            ``lesion_shape`` ("cap"/"wedge"), ``band_mm``, ``head_diameter_mm``, ``mid_tissues`` (True:
             mid-range tissue parameters), ``tissue_map`` (True: fill ``tissues``).
 
     Raises:
@@ -135,13 +136,15 @@ def generate_case(
     )
     pose_rng = streams["pose"]
 
-    side = overrides.get("side") or ("left" if pose_rng.random() < 0.5 else "right")
+    # Every choice is drawn even when overridden, so overriding one leaves the others unchanged.
+    drawn_side = "left" if pose_rng.random() < 0.5 else "right"
+    drawn_orientation = ORIENTATIONS[int(pose_rng.integers(len(ORIENTATIONS)))]
+    drawn_ratio = float(streams["lesion"].uniform(0.02, 0.55))
+    side = overrides.get("side") or drawn_side
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
-    orientation = overrides.get("orientation") or ORIENTATIONS[int(pose_rng.integers(len(ORIENTATIONS)))]
-    ratio = overrides.get("ratio")
-    if ratio is None:
-        ratio = float(streams["lesion"].uniform(0.02, 0.55))
+    orientation = overrides.get("orientation") or drawn_orientation
+    ratio = drawn_ratio if overrides.get("ratio") is None else overrides["ratio"]
     if not 0.0 <= float(ratio) <= 0.9:
         raise ValueError(f"ratio must be in [0, 0.9], got {ratio}")
 
@@ -151,7 +154,8 @@ def generate_case(
     direction = direction_matrix(pose_rng, orientation)
     grid = _place_grid(pose_rng, dims, spacing, direction, patient, hips, bilateral)
 
-    protocol = overrides.get("protocol") or signal.sample_protocol(streams["protocol"])
+    drawn_protocol = signal.sample_protocol(streams["protocol"])
+    protocol = overrides.get("protocol") or drawn_protocol
     tissues = (
         signal.mid_tissues(protocol.field_strength_t)
         if overrides.get("mid_tissues")
@@ -226,7 +230,9 @@ def _sample_hips(
         the_lesion = None
         if index == 0 or lesion_rng.random() < 0.5:
             hip_ratio = ratio if index == 0 else float(lesion_rng.uniform(0.02, 0.45))
-            the_lesion = lesion.sample_lesion(lesion_rng, femur, hip_ratio, overrides.get("lesion_shape"))
+            the_lesion = lesion.sample_lesion(
+                lesion_rng, femur, hip_ratio, overrides.get("lesion_shape"), overrides.get("band_mm")
+            )
         hips.append(_Hip(hip_side, frame, frame.rotated(femur.pose), femur, pelvis, the_lesion))
     return hips
 
@@ -376,7 +382,8 @@ class _Acquired:
 def _acquire(clean: np.ndarray, values: dict, rng: np.random.Generator, overrides) -> _Acquired:
     """Bias field, Rician noise at SNR 15-60 (relative to fatty marrow), scale and offset."""
     bias = noise.sample_bias(rng, clean.shape[::-1])
-    snr = float(overrides.get("snr") or rng.uniform(15.0, 60.0))
+    drawn_snr = float(rng.uniform(15.0, 60.0))
+    snr = float(overrides.get("snr") or drawn_snr)
     fat_units = float(rng.uniform(400.0, 3000.0))
     scale = fat_units / max(values["fat"], 1e-6)
     offset = float(rng.uniform(0.0, 0.03) * fat_units)

@@ -1,0 +1,146 @@
+"""One synthetic case (onfh.synthetic.generate_case): labels, metadata, geometry, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from onfh.grading import grade_label_map
+from onfh.synthetic import generate_case
+
+SMALL = {"spacing_mm": (1.5, 1.5, 1.5), "size": (96, 96, 72)}
+
+
+def _arrays(case):
+    return sitk.GetArrayFromImage(case.image), sitk.GetArrayFromImage(case.label)
+
+
+@pytest.fixture(scope="module")
+def a_case():
+    return generate_case(3, **SMALL)
+
+
+def test_label_is_on_the_image_grid_with_values_0_1_2(a_case):
+    image, label = a_case.image, a_case.label
+    assert label.GetSize() == image.GetSize()
+    assert label.GetOrigin() == image.GetOrigin()
+    assert label.GetSpacing() == image.GetSpacing()
+    assert label.GetDirection() == image.GetDirection()
+    assert label.GetPixelID() == sitk.sitkUInt8
+    assert set(np.unique(sitk.GetArrayViewFromImage(label))) == {0, 1, 2}
+
+
+def test_metadata_matches_label_voxels_exactly(a_case):
+    _, label = _arrays(a_case)
+    voxel_mm3 = float(np.prod(a_case.image.GetSpacing()))
+    head_voxels = int(np.count_nonzero(label))
+    necrosis_voxels = int(np.count_nonzero(label == 2))
+    info = a_case.info
+    assert info["head_volume_ml"] == pytest.approx(head_voxels * voxel_mm3 / 1000.0, rel=1e-12)
+    assert info["necrosis_volume_ml"] == pytest.approx(necrosis_voxels * voxel_mm3 / 1000.0, rel=1e-12)
+    result = grade_label_map(label, a_case.image.GetSpacing())
+    assert info["ratio"] == result.ratio == necrosis_voxels / head_voxels
+    assert info["grade"] == result.grade
+    assert info["spacing_mm"] == list(a_case.image.GetSpacing())
+    assert info["laterality"] in ("left", "right")
+    assert {"tr_ms", "te_ms", "flip_deg", "field_strength_t"} <= set(info["protocol"])
+
+
+def test_head_volume_is_a_42_to_50_mm_head_and_ratio_hits_the_target():
+    case = generate_case(
+        8, ratio=0.22, head_diameter_mm=46.0, spacing_mm=(1.0, 1.0, 1.0), size=(120, 120, 100)
+    )
+    sphere_ml = 4.0 / 3.0 * np.pi * 23.0**3 / 1000.0
+    # Head label = head bone proximal to the head-neck junction: most of the sphere.
+    assert 0.8 * sphere_ml < case.info["head_volume_ml"] < 1.02 * sphere_ml
+    head_voxels = case.info["head_volume_ml"] * 1000.0
+    assert case.info["ratio"] == pytest.approx(0.22, abs=1.0 / head_voxels + 1e-9)
+    assert case.info["grade"] == "B"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_lesion_is_superior_within_the_head(seed):
+    case = generate_case(seed, ratio=0.2, **SMALL)
+    label = sitk.GetArrayFromImage(case.label)
+    points = {}
+    for name, mask in (("head", label > 0), ("necrosis", label == 2)):
+        zyx = np.argwhere(mask).mean(axis=0)
+        points[name] = np.asarray(
+            case.label.TransformContinuousIndexToPhysicalPoint(tuple(zyx[::-1].tolist()))
+        )
+    # World z is superior (LPS); anterosuperior lesions sit above the head's centroid.
+    assert points["necrosis"][2] > points["head"][2] + 3.0
+    # Every necrosis voxel is part of the head label by construction of the file (2 within {1, 2}),
+    # and the lesion touches normal head bone (it is not the whole head).
+    assert np.count_nonzero(label == 1) > np.count_nonzero(label == 2)
+
+
+def test_same_seed_same_bytes_other_seed_other_case():
+    first, second = generate_case(21, **SMALL), generate_case(21, **SMALL)
+    for a, b in zip(_arrays(first), _arrays(second)):
+        assert a.tobytes() == b.tobytes()
+    assert first.info == second.info
+    assert first.image.GetDirection() == second.image.GetDirection()
+    other = generate_case(22, **SMALL)
+    assert _arrays(other)[0].tobytes() != _arrays(first)[0].tobytes()
+
+
+def test_override_changes_only_its_choice():
+    base = generate_case(30, **SMALL)
+    moved = generate_case(30, snr=45.0, **SMALL)
+    assert moved.info["snr"] == 45.0
+    assert moved.info["protocol"] == base.info["protocol"]
+    assert moved.info["head_diameter_mm"] == base.info["head_diameter_mm"]
+    assert np.array_equal(_arrays(moved)[1], _arrays(base)[1])
+
+
+@pytest.mark.parametrize("orientation", ["axial", "coronal", "oblique"])
+def test_direction_matrix_round_trips_through_nifti(orientation, tmp_path):
+    case = generate_case(40, orientation=orientation, **SMALL)
+    direction = np.asarray(case.image.GetDirection()).reshape(3, 3)
+    assert np.allclose(direction @ direction.T, np.eye(3), atol=1e-9)
+    if orientation == "axial":
+        assert np.allclose(np.abs(direction), np.eye(3))
+    elif orientation == "coronal":
+        # The slice axis (third column) runs anterior-posterior.
+        assert abs(direction[1, 2]) == pytest.approx(1.0)
+    else:
+        assert not np.allclose(np.abs(direction), np.round(np.abs(direction)), atol=1e-3)
+    for image, name in ((case.image, "image.nii.gz"), (case.label, "label.nii.gz")):
+        sitk.WriteImage(image, str(tmp_path / name))
+        back = sitk.ReadImage(str(tmp_path / name))
+        assert np.allclose(back.GetDirection(), image.GetDirection(), atol=1e-5)
+        assert np.allclose(back.GetOrigin(), image.GetOrigin(), atol=1e-3)
+        assert np.allclose(back.GetSpacing(), image.GetSpacing(), atol=1e-6)
+        assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image))
+    # The head sits at the same physical place once read back.
+    back = sitk.ReadImage(str(tmp_path / "label.nii.gz"))
+    zyx = np.argwhere(sitk.GetArrayFromImage(back) > 0).mean(axis=0)
+    centre_back = back.TransformContinuousIndexToPhysicalPoint(tuple(zyx[::-1].tolist()))
+    centre = case.label.TransformContinuousIndexToPhysicalPoint(tuple(zyx[::-1].tolist()))
+    assert np.allclose(centre_back, centre, atol=1e-3)
+
+
+def test_both_sides_and_bilateral_field_of_view():
+    left = generate_case(50, side="left", **SMALL)
+    right = generate_case(50, side="right", **SMALL)
+    assert (left.info["laterality"], right.info["laterality"]) == ("left", "right")
+    both = generate_case(50, bilateral=True, spacing_mm=(3.0, 3.0, 2.0), size=(128, 128, 64))
+    label = sitk.GetArrayFromImage(both.label)
+    from scipy import ndimage
+
+    _, heads = ndimage.label(label > 0)
+    assert heads == 2
+    hips = both.info["hips"]
+    assert {hip["side"] for hip in hips} == {"left", "right"}
+    assert sum(hip["head_volume_ml"] for hip in hips) == pytest.approx(both.info["head_volume_ml"], rel=1e-9)
+
+
+def test_bad_options_raise_clear_errors():
+    with pytest.raises(ValueError, match="unknown generate_case option"):
+        generate_case(1, colour="red", **SMALL)
+    with pytest.raises(ValueError, match="spacing"):
+        generate_case(1, spacing_mm=(0.7, -1.0, 1.0), size=(96, 96, 72))
+    with pytest.raises(ValueError, match="too small"):
+        generate_case(1, spacing_mm=(0.5, 0.5, 0.5), size=(64, 64, 64))
