@@ -1,0 +1,237 @@
+"""Two-stage inference: find the femoral head coarsely, segment a crop finely, map back.
+
+1. Localise: the whole field of view on a coarse axis-aligned grid through the small
+   localiser; the largest head component's centroid is the crop centre.
+2. Segment: a crop at the model's spacing around that centre through the segmenter.
+   When the head reaches the crop's margin (localisation was off) the crop is re-centred
+   on the segmented head once.
+3. Map back: class probabilities are linearly interpolated onto the input's own grid
+   (only the part the crop covers), then arg-maxed; the largest connected head component
+   is kept, so necrosis exists only inside the head.
+
+The result overlays the input exactly in physical space, whatever its direction matrix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from onfh.errors import OnfhError
+from onfh.preprocessing import localiser_input, mask_centroid_mm, physical_bounds, segmenter_crop
+
+# progress(stage, fraction of this image done in [0, 1])
+ProgressCallback = Callable[[str, float], None]
+
+MIN_HEAD_VOLUME_MM3 = 1000.0  # a 12 mm ball: anything smaller is not a femoral head
+RECENTRE_SHIFT_MM = 3.0
+
+
+@dataclass
+class InferenceResult:
+    """A label image on the input grid plus what happened on the way."""
+
+    label: sitk.Image  # uint8, 0/1/2, same geometry as the input
+    head_centre_mm: tuple[float, float, float]  # localiser's estimate (LPS, mm)
+    crop_centre_mm: tuple[float, float, float]  # centre of the crop finally segmented
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def run_network(network: Any, array: np.ndarray, device: Any) -> np.ndarray:
+    """Softmax class probabilities ``[C, z, y, x]`` (float32) for one ``[1, z, y, x]`` input."""
+    import torch
+
+    with torch.inference_mode():
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0).to(device)
+        logits = network(tensor)
+        if isinstance(logits, (list, tuple)):  # deep supervision heads: the first is full size
+            logits = logits[0]
+        if logits.dim() == 6:  # DynUNet in training mode stacks supervision heads
+            logits = logits[:, 0]
+        probabilities = torch.softmax(logits.float(), dim=1)[0]
+        return probabilities.cpu().numpy()
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest face-connected component of a boolean ``[z, y, x]`` mask (empty stays empty)."""
+    if not mask.any():
+        return mask.copy()
+    components = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)))
+    relabelled = sitk.RelabelComponent(components, sortByObjectSize=True)
+    return sitk.GetArrayViewFromImage(relabelled) == 1
+
+
+def localise_head(
+    probabilities: np.ndarray, grid: sitk.Image, min_volume_mm3: float = MIN_HEAD_VOLUME_MM3
+) -> np.ndarray:
+    """Centroid (x, y, z mm) of the largest head component of the localiser's output.
+
+    Raises:
+        OnfhError: no femoral head (or only a fragment smaller than ``min_volume_mm3``).
+    """
+    head = largest_component(np.argmax(probabilities, axis=0) > 0)
+    volume_mm3 = float(head.sum()) * float(np.prod(grid.GetSpacing()))
+    if volume_mm3 < min_volume_mm3:
+        raise OnfhError(
+            f"no femoral head found in the field of view (largest candidate {volume_mm3:.0f} mm3); "
+            "is this a hip MRI?"
+        )
+    return mask_centroid_mm(head, grid)
+
+
+def _crop_label(probabilities: np.ndarray) -> np.ndarray:
+    """Arg-max of crop probabilities restricted to the largest head component."""
+    label = np.argmax(probabilities, axis=0).astype(np.uint8)
+    label[~largest_component(label > 0)] = 0
+    return label
+
+
+def _needs_recentre(head: np.ndarray, margin_vox: Sequence[int]) -> bool:
+    """Whether the head mask reaches into the crop's outer margin (it may be cut off)."""
+    if not head.any():
+        return False
+    indices = np.argwhere(head)
+    low, high = indices.min(axis=0), indices.max(axis=0)
+    shape = np.asarray(head.shape)
+    margin = np.asarray(margin_vox)
+    return bool(np.any(low < margin) or np.any(high >= shape - margin))
+
+
+def overlap_region(reference: sitk.Image, grid: sitk.Image) -> tuple[list[int], list[int]] | None:
+    """Index and size of the part of ``reference`` inside ``grid``'s bounding box (or ``None``)."""
+    lower, upper = physical_bounds(grid)
+    corners = [
+        reference.TransformPhysicalPointToContinuousIndex(np.where(np.asarray(c) == 1, upper, lower).tolist())
+        for c in np.ndindex(2, 2, 2)
+    ]
+    corners_index = np.asarray(corners)
+    size = np.asarray(reference.GetSize())
+    start = np.clip(np.floor(corners_index.min(axis=0)).astype(int), 0, size)
+    stop = np.clip(np.ceil(corners_index.max(axis=0)).astype(int) + 1, 0, size)
+    if np.any(stop <= start):
+        return None
+    return start.tolist(), (stop - start).tolist()
+
+
+def probabilities_to_label(probabilities: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> np.ndarray:
+    """Map crop probabilities ``[C, z, y, x]`` on ``grid`` to an arg-max label on ``reference``'s grid.
+
+    Foreground class probabilities are linearly interpolated (0 outside the crop);
+    background is one minus their sum, which equals its own linear interpolation. Only
+    the part of the reference grid that the crop covers is resampled.
+
+    Returns:
+        uint8 ``[z, y, x]`` array of ``reference``'s shape.
+    """
+    out = np.zeros(reference.GetSize()[::-1], dtype=np.uint8)
+    region = overlap_region(reference, grid)
+    if region is None:
+        return out
+    start, size = region
+    sub_grid = sitk.Image(size, sitk.sitkUInt8)
+    sub_grid.SetSpacing(reference.GetSpacing())
+    sub_grid.SetDirection(reference.GetDirection())
+    sub_grid.SetOrigin(reference.TransformIndexToPhysicalPoint([int(i) for i in start]))
+    resampled = []
+    for channel in probabilities[1:]:
+        channel_image = sitk.GetImageFromArray(np.ascontiguousarray(channel, dtype=np.float32))
+        channel_image.CopyInformation(grid)
+        mapped = sitk.Resample(
+            channel_image, sub_grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32
+        )
+        resampled.append(sitk.GetArrayFromImage(mapped))
+    stacked = np.stack([1.0 - np.sum(resampled, axis=0), *resampled])
+    z, y, x = start[::-1]
+    dz, dy, dx = size[::-1]
+    out[z : z + dz, y : y + dy, x : x + dx] = np.argmax(stacked, axis=0).astype(np.uint8)
+    return out
+
+
+def keep_largest_head(label: np.ndarray) -> np.ndarray:
+    """Keep the largest connected head component (labels 1 and 2); zero everything else.
+
+    Necrosis outside that component disappears with it, so necrosis lies inside the head.
+    """
+    result = label.copy()
+    result[~largest_component(label > 0)] = 0
+    return result
+
+
+class Segmenter:
+    """A loaded two-stage model with its configuration, ready to segment images.
+
+    Args:
+        model: an object with ``.localiser`` and ``.segmenter`` callables (``TwoStageModel``).
+        config: the model's ``model.json`` content.
+        device: torch device the model lives on.
+    """
+
+    def __init__(self, model: Any, config: dict[str, Any], device: Any = "cpu") -> None:
+        self.model = model
+        self.config = config
+        self.device = device
+
+    def segment(self, image: sitk.Image, progress: Optional[ProgressCallback] = None) -> InferenceResult:
+        """Segment the femoral head and necrosis of ``image``; the label shares its grid.
+
+        Raises:
+            OnfhError: no femoral head in the field of view.
+        """
+        report = progress or (lambda stage, fraction: None)
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = round(timings.get(name, 0.0) + now - clock, 4)
+            clock = now
+
+        report("localise", 0.0)
+        coarse, coarse_grid = localiser_input(image, self.config, cover_field_of_view=True)
+        lap("localiser_preprocess_s")
+        coarse_probabilities = run_network(self.model.localiser, coarse, self.device)
+        lap("localiser_network_s")
+        min_volume = float(self.config["localiser"].get("min_head_volume_mm3", MIN_HEAD_VOLUME_MM3))
+        head_centre = localise_head(coarse_probabilities, coarse_grid, min_volume)
+        lap("localise_s")
+
+        section = self.config["segmenter"]
+        margin_vox = [
+            int(np.ceil(float(section.get("crop_margin_mm", 0.0)) / s)) for s in section["spacing_mm"]
+        ]
+        centre = head_centre
+        for attempt in range(2):
+            report("segment", 0.2 + 0.3 * attempt)
+            crop, crop_grid = segmenter_crop(image, centre, self.config)
+            lap("segmenter_preprocess_s")
+            probabilities = run_network(self.model.segmenter, crop, self.device)
+            lap("segmenter_network_s")
+            crop_head = _crop_label(probabilities) > 0
+            if attempt == 1 or not _needs_recentre(crop_head, margin_vox):
+                break
+            new_centre = mask_centroid_mm(crop_head, crop_grid)
+            if np.linalg.norm(new_centre - centre) < RECENTRE_SHIFT_MM:
+                break
+            centre = new_centre
+            lap("segmenter_postprocess_s")
+
+        report("resample", 0.8)
+        label_array = keep_largest_head(probabilities_to_label(probabilities, crop_grid, image))
+        if not label_array.any():
+            raise OnfhError("no femoral head found: the segmenter found nothing around the localised hip")
+        label = sitk.GetImageFromArray(label_array)
+        label.CopyInformation(image)
+        lap("map_back_s")
+        report("segment_done", 1.0)
+        return InferenceResult(
+            label=label,
+            head_centre_mm=tuple(float(v) for v in head_centre),
+            crop_centre_mm=tuple(float(v) for v in centre),
+            timings_s=timings,
+        )
