@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ pytest.importorskip("slicer", reason="slicer-core wheel not installed")
 import slicer
 import vtk
 from conftest import set_segment_mask
+from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
 from vtk.util import numpy_support
 
 from onfh.errors import OnfhError
@@ -342,3 +344,40 @@ def test_volumes_and_results_keep_their_geometry_in_every_orientation(a_scene, t
     head_id, necrosis_id = segments["femoral_head"].segment_id, segments["necrosis"].segment_id
     np.testing.assert_array_equal(_segment_mask(outcome.segmentation_node, head_id, node), labels == 1)
     np.testing.assert_array_equal(_segment_mask(outcome.segmentation_node, necrosis_id, node), labels == 2)
+
+
+@pytest.mark.slow  # trains the tiny model fixture (about a minute on 2 CPU cores) unless shared
+@pytest.mark.skipif(
+    importlib.util.find_spec("onfh.commands.segment") is None, reason="onfh segment not available yet"
+)
+def test_segment_flow_with_a_real_child_process(a_scene, tiny_model_dir):  # noqa: F811
+    """What the Segment button does, minus Qt: volume -> child `onfh segment` -> new node."""
+    import sys
+    from pathlib import Path
+
+    from model_fixtures import DIRECTIONS, phantom
+
+    from onfh.modelfolder import load_model_folder
+    from onfh.subprocess_runner import SegmentJob
+
+    image, _ = phantom(DIRECTIONS["oblique"], noise=3.0)
+    volume = _volume_node_from_image(a_scene, image, "Hip MRI")
+    job = SegmentJob(
+        volume_to_image(volume), sys.executable, Path(__file__).resolve().parents[1], tiny_model_dir
+    )
+    try:
+        assert job.process.wait(timeout_s=300) == 0, job.process.stderr_lines
+        events = job.process.poll()
+        assert events and all(0.0 <= e.fraction <= 1.0 for e in events if e.fraction is not None)
+        model = read_model_info(job.report_path)
+        outcome = import_segmentation(a_scene, volume, job.seg_path, model, plan_import(a_scene, volume))
+    finally:
+        job.cleanup()
+    folder = load_model_folder(tiny_model_dir)
+    assert model == ModelInfo(folder.id, folder.sha256)
+    node = outcome.segmentation_node
+    assert node.GetName() == "Hip MRI segmentation"
+    for state in segment_states(node):
+        segment = node.GetSegmentation().GetSegment(state.segment_id)
+        assert segment_tag(segment, MODEL_SHA256_TAG) == model.sha256
+    assert not job.folder.exists()
