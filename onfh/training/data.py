@@ -27,6 +27,27 @@ MAX_LABEL = max(LABEL_NAMES.values())
 
 
 @dataclass
+class HeadRegion:
+    """One femoral head's segmenter data; arrays are ``[1, z, y, x]``.
+
+    Attributes:
+        image: normalised segmenter crop around the head, enlarged for augmentation.
+        label: labels 0/1/2 on the region grid (uint8).
+        inside: 1 where the region lies inside the scan (uint8).
+        crop_image: the exact inference input at the true head centre (float32).
+        crop_label: labels 0/1/2 on the crop grid (uint8); validation compares with it.
+        centre_mm: physical (LPS) centroid of the head (labels 1 and 2).
+    """
+
+    image: np.ndarray
+    label: np.ndarray
+    inside: np.ndarray
+    crop_image: np.ndarray
+    crop_label: np.ndarray
+    centre_mm: np.ndarray
+
+
+@dataclass
 class PreparedCase:
     """One case on the networks' grids; arrays are ``[1, z, y, x]``.
 
@@ -35,41 +56,22 @@ class PreparedCase:
         localiser_image: normalised localiser input (float32).
         localiser_label: head mask on the localiser grid (uint8 0/1).
         localiser_inside: 1 where the localiser grid lies inside the scan (uint8).
-        region_image: normalised segmenter crop, enlarged for augmentation (float32).
-        region_label: labels 0/1/2 on the region grid (uint8).
-        region_inside: 1 where the region lies inside the scan (uint8).
-        crop_image: the exact inference input at the true head centre (float32).
-        crop_label: labels 0/1/2 on the crop grid (uint8); validation compares with it.
-        head_centre_mm: physical (LPS) centroid of the femoral head (labels 1 and 2).
+        heads: one region per femoral head (two in a bilateral scan).
     """
 
     case_id: str
     localiser_image: np.ndarray
     localiser_label: np.ndarray
     localiser_inside: np.ndarray
-    region_image: np.ndarray
-    region_label: np.ndarray
-    region_inside: np.ndarray
-    crop_image: np.ndarray
-    crop_label: np.ndarray
-    head_centre_mm: np.ndarray
+    heads: list[HeadRegion]
 
     @property
     def nbytes(self) -> int:
         """Memory the cached arrays take."""
-        return sum(
-            a.nbytes
-            for a in (
-                self.localiser_image,
-                self.localiser_label,
-                self.localiser_inside,
-                self.region_image,
-                self.region_label,
-                self.region_inside,
-                self.crop_image,
-                self.crop_label,
-            )
-        )
+        arrays = [self.localiser_image, self.localiser_label, self.localiser_inside]
+        for head in self.heads:
+            arrays += [head.image, head.label, head.inside, head.crop_image, head.crop_label]
+        return sum(a.nbytes for a in arrays)
 
 
 def region_size(patch_size: int, jitter_voxels: float, rotate_deg: float, scale: float) -> int:
@@ -135,35 +137,61 @@ def _label_on(label: sitk.Image, grid: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(resample_label_like(label, grid)).astype(np.uint8)[np.newaxis]
 
 
+def head_centres_mm(label: sitk.Image, min_fraction: float = 0.2) -> list[np.ndarray]:
+    """Physical centroids of the femoral heads in a label image (two in a bilateral scan).
+
+    Heads are connected components of labels 1 and 2; fragments smaller than
+    ``min_fraction`` of the largest head are ignored.
+    """
+    from onfh.preprocessing import mask_centroid_mm
+
+    components = sitk.RelabelComponent(
+        sitk.ConnectedComponent(sitk.Cast(label > 0, sitk.sitkUInt8)), sortByObjectSize=True
+    )
+    array = sitk.GetArrayViewFromImage(components)
+    counts = np.bincount(array.ravel())
+    centres = []
+    for value in range(1, len(counts)):
+        if counts[value] >= min_fraction * counts[1]:
+            centres.append(mask_centroid_mm(array == value, label))
+    return centres
+
+
 def prepare_case(files: CaseFiles, config: dict[str, Any], region_voxels: int) -> PreparedCase:
-    """Read one case and cut its localiser input and enlarged segmenter region.
+    """Read one case and cut its localiser input and, per head, the enlarged segmenter region.
 
     Args:
         files: the case's image and label paths.
         config: the ``model.json`` configuration being trained.
         region_voxels: edge of the cached segmenter region (see :func:`region_size`).
     """
-    from onfh.preprocessing import label_centroid_mm, localiser_input, segmenter_crop
+    from onfh.preprocessing import localiser_input, segmenter_crop
 
     image, label = read_case(files)
     localiser_image, localiser_grid = localiser_input(image, config)
     localiser_label = (_label_on(label, localiser_grid) > 0).astype(np.uint8)
-    centre_mm = label_centroid_mm(label)
     enlarged = copy.deepcopy(config)
     enlarged["segmenter"]["patch_size"] = [int(region_voxels)] * 3
-    region_image, region_grid = segmenter_crop(image, centre_mm.tolist(), enlarged)
-    crop_image, crop_grid = segmenter_crop(image, centre_mm.tolist(), config)
+    heads = []
+    for centre_mm in head_centres_mm(label):
+        region_image, region_grid = segmenter_crop(image, centre_mm.tolist(), enlarged)
+        crop_image, crop_grid = segmenter_crop(image, centre_mm.tolist(), config)
+        heads.append(
+            HeadRegion(
+                image=np.ascontiguousarray(region_image, dtype=np.float32),
+                label=_label_on(label, region_grid),
+                inside=_inside_mask(image, region_grid),
+                crop_image=np.ascontiguousarray(crop_image, dtype=np.float32),
+                crop_label=_label_on(label, crop_grid),
+                centre_mm=np.asarray(centre_mm, dtype=float),
+            )
+        )
     return PreparedCase(
         case_id=files.case_id,
         localiser_image=np.ascontiguousarray(localiser_image, dtype=np.float32),
         localiser_label=localiser_label,
         localiser_inside=_inside_mask(image, localiser_grid),
-        region_image=np.ascontiguousarray(region_image, dtype=np.float32),
-        region_label=_label_on(label, region_grid),
-        region_inside=_inside_mask(image, region_grid),
-        crop_image=np.ascontiguousarray(crop_image, dtype=np.float32),
-        crop_label=_label_on(label, crop_grid),
-        head_centre_mm=np.asarray(centre_mm, dtype=float),
+        heads=heads,
     )
 
 

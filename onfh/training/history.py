@@ -90,11 +90,13 @@ def plot_learning_curve(log_path: str | os.PathLike, png_path: str | os.PathLike
 
     rows = read_log(log_path)
     figure, (loss_axes, dice_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, label in (("loss_segmenter", "segmenter"), ("loss_localiser", "localiser")):
+    for name, label, colour in (("loss_segmenter", "segmenter", "C0"), ("loss_localiser", "localiser", "C3")):
         xs, ys = _column(rows, name)
         if xs:
-            loss_axes.plot(xs, ys, lw=0.8, alpha=0.35, label=f"{label} (per iteration)")
-            loss_axes.plot(xs, _moving_average(ys, 25), lw=1.6, label=f"{label} (moving average)")
+            loss_axes.plot(xs, ys, lw=0.8, alpha=0.3, color=colour, label=f"{label} (per iteration)")
+            loss_axes.plot(
+                xs, _moving_average(ys, 25), lw=1.6, color=colour, label=f"{label} (moving average)"
+            )
     loss_axes.set(xlabel="iteration", ylabel="Dice + cross-entropy loss", title="training loss")
     loss_axes.grid(alpha=0.3)
     loss_axes.legend(fontsize=8)

@@ -214,10 +214,11 @@ def validate(model, cases: list[PreparedCase], config: dict[str, Any], device) -
     size = zyx(config["localiser"]["input_size"])
     head, necrosis, localiser = [], [], []
     for case in cases:
-        predicted = predict_crop(model.segmenter, case.crop_image, patch, device)
-        truth = case.crop_label[0]
-        head.append(dice(predicted > 0, truth > 0))
-        necrosis.append(dice(predicted == 2, truth == 2))
+        for region in case.heads:
+            predicted = predict_crop(model.segmenter, region.crop_image, patch, device)
+            truth = region.crop_label[0]
+            head.append(dice(predicted > 0, truth > 0))
+            necrosis.append(dice(predicted == 2, truth == 2))
         coarse = predict_crop(model.localiser, case.localiser_image, size, device)
         localiser.append(dice(coarse > 0, case.localiser_label[0] > 0))
     return {
@@ -280,6 +281,7 @@ def train(
     title: str = "",
     workers: int = 0,
     say: Callable[[str], None] = print,
+    until: int | None = None,
 ) -> TrainingResult:
     """Train ``model`` (a ``TwoStageModel``) in place and return it with its last validation.
 
@@ -296,6 +298,9 @@ def train(
         title: progress-bar prefix, e.g. ``"fold 1/4 "``.
         workers: DataLoader worker processes preparing batches (0: in this process).
         say: where rank 0's messages go.
+        until: stop after this iteration with a checkpoint (a time-sliced run, e.g. a
+            cluster job with a wall-time limit); ``--resume`` continues it. ``None``: train
+            to ``recipe.iterations``.
     """
     import torch
 
@@ -336,14 +341,14 @@ def train(
     loader = torch.utils.data.DataLoader(
         source,
         batch_size=None,
-        sampler=range(start, total),
+        sampler=range(start, total if until is None else max(start, min(until, total))),
         num_workers=workers,
         worker_init_fn=_single_threaded_worker if workers else None,
         persistent_workers=False,
     )
     latest: dict[str, float] = {}
     loss_value = None
-    iteration = start
+    done = start
     for batch in loader:
         iteration = batch["iteration"]
         learning_rate = poly_learning_rate(recipe.learning_rate, iteration, total, warmup)
@@ -384,7 +389,7 @@ def train(
             )
             shown = {"head": latest["head"], "necrosis": latest["necrosis"]} if latest else None
             bar.update(done, loss_value, shown, force=validation is not None)
-            if done % recipe.checkpoint_every == 0 or done == total:
+            if done % recipe.checkpoint_every == 0 or done in (total, until):
                 save_checkpoint(checkpoint_path, done, model, optimisers, config, recipe)
                 plot_learning_curve(out_dir / LOG_CSV, out_dir / CURVE_PNG, title=title.strip())
     if context.is_main and start == total and val_cases:
@@ -392,9 +397,7 @@ def train(
     if context.is_main and not (out_dir / CURVE_PNG).is_file() and (out_dir / LOG_CSV).is_file():
         plot_learning_curve(out_dir / LOG_CSV, out_dir / CURVE_PNG, title=title.strip())
     model.eval()
-    return TrainingResult(
-        model=model, iterations=total, validation=latest, seconds=time.monotonic() - started
-    )
+    return TrainingResult(model=model, iterations=done, validation=latest, seconds=time.monotonic() - started)
 
 
 def _single_threaded_worker(_worker_id: int) -> None:
