@@ -25,6 +25,7 @@ from onfh.inference import (
     largest_component,
     overlap_region,
     probabilities_to_label,
+    require_field_of_view,
 )
 from onfh.metrics import dice
 from onfh.preprocessing import axis_aligned_grid, label_centroid_mm
@@ -105,3 +106,12 @@ def test_keep_largest_head_removes_stray_necrosis_and_fragments():
     assert np.count_nonzero(kept == 2) == 64
     assert np.count_nonzero(kept) == 1000
     assert not largest_component(np.zeros((3, 3, 3), dtype=bool)).any()
+
+
+def test_tiny_field_of_view_is_refused_before_localising():
+    with pytest.raises(OnfhError, match=r"field of view 30 x 30 x 30 mm is too small"):
+        require_field_of_view(sitk.Image([30, 30, 30], sitk.sitkFloat32))
+    thin_slab, _ = phantom(DIRECTIONS["axial"], size=(96, 96, 20), spacing_mm=(0.8, 0.8, 1.0))
+    with pytest.raises(OnfhError, match="too small"):
+        segment(thin_slab)
+    require_field_of_view(thin_slab, min_extent_mm=10.0)

@@ -29,6 +29,7 @@ from onfh.preprocessing import localiser_input, mask_centroid_mm, physical_bound
 ProgressCallback = Callable[[str, float], None]
 
 MIN_HEAD_VOLUME_MM3 = 1000.0  # a 12 mm ball: anything smaller is not a femoral head
+MIN_FIELD_OF_VIEW_MM = 32.0  # adult femoral heads are 42-50 mm across
 RECENTRE_SHIFT_MM = 3.0
 
 
@@ -64,6 +65,22 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     components = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)))
     relabelled = sitk.RelabelComponent(components, sortByObjectSize=True)
     return sitk.GetArrayViewFromImage(relabelled) == 1
+
+
+def require_field_of_view(image: sitk.Image, min_extent_mm: float = MIN_FIELD_OF_VIEW_MM) -> None:
+    """Refuse images too small, along any axis, to hold a femoral head.
+
+    Raises:
+        OnfhError: naming the field of view that arrived.
+    """
+    lower, upper = physical_bounds(image)
+    extent = upper - lower
+    if float(extent.min()) < min_extent_mm:
+        shown = " x ".join(f"{e:.0f}" for e in extent)
+        raise OnfhError(
+            f"field of view {shown} mm is too small to hold a femoral head "
+            f"(needs at least {min_extent_mm:.0f} mm along every axis)"
+        )
 
 
 def localise_head(
@@ -193,6 +210,9 @@ class Segmenter:
             clock = now
 
         report("localise", 0.0)
+        require_field_of_view(
+            image, float(self.config["localiser"].get("min_field_of_view_mm", MIN_FIELD_OF_VIEW_MM))
+        )
         coarse, coarse_grid = localiser_input(image, self.config, cover_field_of_view=True)
         lap("localiser_preprocess_s")
         coarse_probabilities = run_network(self.model.localiser, coarse, self.device)

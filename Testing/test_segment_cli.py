@@ -1,0 +1,220 @@
+"""Tests for ``onfh segment``: outputs, summary, progress lines, bad input, bad weights.
+
+They run the real command (in-process through ``onfh.cli.main``, and once as a child
+process like the Slicer module does) with a tiny model trained on phantoms.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from model_fixtures import DIRECTIONS, phantom, tiny_model_dir  # noqa: F401 (fixture)
+
+from onfh.cli import main
+from onfh.metrics import dice
+from onfh.modelfolder import file_sha256
+from onfh.segfile import read_segmentation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_phantom(path: Path, direction: str = "oblique", seed: int = 3) -> tuple[Path, sitk.Image]:
+    image, truth = phantom(DIRECTIONS[direction], noise=8.0, seed=seed)
+    sitk.WriteImage(image, str(path))
+    return path, truth
+
+
+@pytest.fixture
+def bad_inputs(tmp_path) -> dict[str, Path]:
+    """Inputs no model can segment, one per kind of problem."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    paths = {}
+    rng = np.random.default_rng(0)
+    paths["2d"] = folder / "flat.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(rng.normal(size=(20, 20)).astype(np.float32)), str(paths["2d"]))
+    paths["4d"] = folder / "series.nii.gz"
+    volumes = [sitk.GetImageFromArray(rng.normal(size=(8, 8, 8)).astype(np.float32)) for _ in range(3)]
+    sitk.WriteImage(sitk.JoinSeries(volumes), str(paths["4d"]))
+    paths["constant"] = folder / "constant.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((40, 40, 40), 7, np.int16)), str(paths["constant"]))
+    paths["nan"] = folder / "nan.mha"
+    array = rng.normal(size=(40, 40, 40)).astype(np.float32)
+    array[3, 4, 5] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(paths["nan"]))
+    paths["tiny"] = folder / "tiny.nii.gz"
+    sitk.WriteImage(
+        sitk.GetImageFromArray(rng.normal(size=(20, 20, 20)).astype(np.float32)), str(paths["tiny"])
+    )
+    paths["empty"] = folder / "empty.nii.gz"
+    paths["empty"].write_bytes(b"")
+    paths["missing"] = folder / "missing.nii.gz"
+    return paths
+
+
+def test_segment_writes_outputs_on_the_input_grid(tiny_model_dir, tmp_path, capsys):  # noqa: F811
+    input_path, truth = write_phantom(tmp_path / "hip_left.nii.gz")
+    out = tmp_path / "out"
+    code = main(["segment", str(input_path), "-o", str(out), "--model", str(tiny_model_dir), "--label-map"])
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["hip_left.json", "hip_left.seg.nrrd", "hip_left_label.nii.gz", "summary.csv"]
+
+    segmentation = read_segmentation(out / "hip_left.seg.nrrd")
+    image = sitk.ReadImage(str(input_path))
+    for getter in ("GetSize", "GetOrigin", "GetSpacing", "GetDirection"):
+        assert np.allclose(getattr(segmentation.image, getter)(), getattr(image, getter)(), atol=1e-4), getter
+    assert dice(segmentation.head_mask, sitk.GetArrayFromImage(truth) > 0) > 0.8
+    label = sitk.ReadImage(str(out / "hip_left_label.nii.gz"))
+    assert np.array_equal(sitk.GetArrayFromImage(label) > 0, segmentation.head_mask)
+
+    header = (out / "hip_left.seg.nrrd").read_bytes()[:4000].decode("latin-1")
+    sha = file_sha256(Path(tiny_model_dir) / "model.pt")
+    assert f"ONFHModelSHA256:{sha}" in header and "Femoral head" in header and "Necrosis" in header
+
+    report = json.loads((out / "hip_left.json").read_text())
+    assert report["model"]["sha256"] == sha and report["model"]["id"] == "tiny-test-model"
+    assert report["input"]["size"] == list(image.GetSize())
+    assert report["device"].startswith("cpu")
+    assert report["timings_s"]["total_s"] > 0
+    assert report["femoral_head_volume_ml"] == pytest.approx(
+        segmentation.head_mask.sum() * np.prod(image.GetSpacing()) / 1000.0
+    )
+    assert report["steinberg_grade"] in ("A", "B", "C")
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [(r["case"], r["status"], r["steinberg_grade"]) for r in rows] == [
+        ("hip_left", "ok", report["steinberg_grade"])
+    ]
+    assert "hip_left: head" in capsys.readouterr().out
+
+
+def test_batch_reports_every_bad_input_and_goes_on(tiny_model_dir, tmp_path, bad_inputs, capsys):  # noqa: F811
+    good, _ = write_phantom(tmp_path / "good.nii.gz", direction="coronal")
+    inputs = [
+        str(bad_inputs["2d"]),
+        str(good),
+        *(str(bad_inputs[k]) for k in sorted(bad_inputs) if k != "2d"),
+    ]
+    out = tmp_path / "out"
+    code = main(["segment", *inputs, "-o", str(out), "--model", str(tiny_model_dir), "--progress", "none"])
+    assert code == 1
+    rows = {r["case"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert len(rows) == len(inputs)
+    assert rows["good"]["status"] == "ok"
+    expected = {
+        "flat": "expected a 3D image",
+        "series": "expected a 3D image",
+        "constant": "constant",
+        "nan": "NaN",
+        "tiny": "too small to hold a femoral head",
+        "empty": "not a readable image",
+        "missing": "no such file",
+    }
+    for case, message in expected.items():
+        assert rows[case]["status"] == "failed"
+        assert message in rows[case]["error"], (case, rows[case]["error"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("onfh: error:")]
+    assert len(errors) == len(expected)
+    produced = sorted(p.name for p in out.iterdir())
+    assert produced == ["good.json", "good.seg.nrrd", "summary.csv"]
+
+
+def test_json_progress_lines_are_parseable_and_monotonic(tiny_model_dir, tmp_path, capsys):  # noqa: F811
+    first, _ = write_phantom(tmp_path / "a.nii.gz", direction="axial")
+    second, _ = write_phantom(tmp_path / "b.nrrd", direction="sagittal")
+    out = tmp_path / "out"
+    argv = ["segment", str(first), str(second), "-o", str(out), "--model", str(tiny_model_dir)]
+    assert main([*argv, "--progress", "json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all({"stage", "fraction", "case"} <= set(e) for e in events)
+    fractions = [e["fraction"] for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert [e["case"] for e in events if e["stage"] == "case_done"] == ["a", "b"]
+    assert events[-1]["stage"] == "finished" and events[-1]["failed"] == 0
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m onfh`` as a child process, as the Slicer module does."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "ONFH_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "onfh", *args], capture_output=True, text=True, env=environment, timeout=300
+    )
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    target.mkdir()
+    for item in source.iterdir():
+        (target / item.name).write_bytes(item.read_bytes())
+    return target
+
+
+@pytest.mark.parametrize("damage", ["tampered", "missing", "bad_json"])
+def test_broken_weights_give_one_line_and_no_output(tiny_model_dir, tmp_path, damage):  # noqa: F811
+    model = copy_model(Path(tiny_model_dir), tmp_path / "model")
+    if damage == "tampered":
+        with open(model / "model.pt", "r+b") as stream:
+            stream.seek(200)
+            stream.write(b"\x00\x01\x02\x03")
+        expected = "does not match model.json"
+    elif damage == "missing":
+        (model / "model.pt").unlink()
+        expected = "model.pt are missing"
+    else:
+        (model / "model.json").write_text('{"format": 1')
+        expected = "not valid JSON"
+    input_path, _ = write_phantom(tmp_path / "hip.nii.gz")
+    out = tmp_path / "out"
+    result = run_cli("segment", str(input_path), "-o", str(out), "--model", str(model))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("onfh: error:") and expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_model_dir_variable_without_a_model_is_refused(tmp_path):
+    input_path, _ = write_phantom(tmp_path / "hip.nii.gz")
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    result = run_cli(
+        "segment", str(input_path), "-o", str(tmp_path / "out"), env={"ONFH_MODEL_DIR": str(empty)}
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "ONFH_MODEL_DIR" in result.stderr and "no model.json" in result.stderr
+
+
+def test_outputs_never_replace_inputs_or_each_other(tiny_model_dir, tmp_path, capsys):  # noqa: F811
+    folder = tmp_path / "data"
+    folder.mkdir()
+    input_path, _ = write_phantom(folder / "hip.nii.gz")
+    user_label = folder / "hip_label.nii.gz"
+    user_label.write_bytes(b"user data")
+    argv = ["segment", str(input_path), str(user_label), "-o", str(folder), "--model", str(tiny_model_dir)]
+    assert main([*argv, "--label-map"]) == 2
+    assert "would overwrite an input" in capsys.readouterr().err
+    assert user_label.read_bytes() == b"user data"
+    twin = tmp_path / "other"
+    twin.mkdir()
+    (twin / "hip.nii.gz").write_bytes(input_path.read_bytes())
+    argv = ["segment", str(input_path), str(twin / "hip.nii.gz"), "-o", str(tmp_path / "o")]
+    assert main([*argv, "--model", str(tiny_model_dir)]) == 2
+    assert "would both write case 'hip'" in capsys.readouterr().err
+
+
+def test_requested_accelerator_that_is_missing_is_refused(tiny_model_dir, tmp_path, capsys):  # noqa: F811
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    input_path, _ = write_phantom(tmp_path / "hip.nii.gz")
+    argv = ["segment", str(input_path), "-o", str(tmp_path / "o"), "--model", str(tiny_model_dir)]
+    assert main([*argv, "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err

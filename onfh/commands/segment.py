@@ -1,0 +1,332 @@
+"""``onfh segment``: femoral head and necrosis segmentation of 3D hip MRIs, one or many.
+
+Per case it writes ``<case>.seg.nrrd`` (Slicer segmentation on the input's grid),
+``<case>.json`` (volumes, ratio, grade, model, input, timings, device) and, with
+``--label-map``, ``<case>_label.nii.gz``; ``summary.csv`` gets one row per case. A failed
+case is reported and the batch goes on; the exit code says whether any failed. The Slicer
+module runs this command as a child process and reads ``--progress json`` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from onfh.errors import OnfhError
+
+SUMMARY_COLUMNS = (
+    "case",
+    "input",
+    "status",
+    "femoral_head_volume_ml",
+    "necrosis_volume_ml",
+    "necrosis_ratio",
+    "steinberg_grade",
+    "borderline",
+    "seconds",
+    "segmentation",
+    "report",
+    "error",
+)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--device``, shared with ``onfh demo``."""
+    from onfh.devices import DEVICE_CHOICES
+
+    parser.add_argument("--model", metavar="DIR", help="model folder (default: the installed model)")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where to run the networks")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment the femoral head and necrosis of 3D hip MRIs",
+        description="Segment the femoral head and necrotic lesion of each INPUT (NIfTI, NRRD, MHA "
+        "file or DICOM series folder) and grade it (Steinberg A/B/C). Writes <case>.seg.nrrd, "
+        "<case>.json and OUTDIR/summary.csv.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--progress",
+        choices=("plain", "json", "none"),
+        default="plain",
+        help="plain: progress bar on stderr; json: one JSON object per line on stdout",
+    )
+    parser.add_argument("--label-map", action="store_true", help="also write <case>_label.nii.gz")
+    parser.set_defaults(func=run)
+
+
+class Progress:
+    """Progress of a batch: JSON lines on stdout, a bar on stderr, or nothing."""
+
+    def __init__(self, mode: str, total: int) -> None:
+        self.mode = mode
+        self.total = max(total, 1)
+        self.index = 0
+        self.case = ""
+        self._bar_shown = False
+
+    def update(self, stage: str, fraction: float, **extra: Any) -> None:
+        """Report ``stage`` at ``fraction`` (0-1) of the current case."""
+        overall = min(1.0, (self.index + max(0.0, min(fraction, 1.0))) / self.total)
+        if self.mode == "json":
+            event = {"stage": stage, "fraction": round(overall, 4), "case": self.case, **extra}
+            print(json.dumps(event), flush=True)
+        elif self.mode == "plain" and sys.stderr.isatty():
+            width = 30
+            filled = round(overall * width)
+            bar = "#" * filled + "." * (width - filled)
+            sys.stderr.write(f"\r[{bar}] {100 * overall:5.1f}% {self.case}: {stage:<12}")
+            sys.stderr.flush()
+            self._bar_shown = True
+
+    def clear(self) -> None:
+        """Erase the bar so a line can be printed."""
+        if self._bar_shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self._bar_shown = False
+
+    def message(self, text: str) -> None:
+        """A status line for humans (plain mode only), on stderr so stdout holds results."""
+        if self.mode != "plain":
+            return
+        self.clear()
+        print(text, file=sys.stderr, flush=True)
+
+
+def load_segmenter(model_dir: str | None, device_name: str):
+    """Validate and load the model; return ``(Segmenter, ModelFolder, device description)``."""
+    from onfh.devices import configure_cpu_threads, describe_device, resolve_device
+    from onfh.inference import Segmenter
+    from onfh.modelfolder import default_model_dir, load_model, load_model_folder
+
+    folder = load_model_folder(model_dir if model_dir else default_model_dir())
+    device = resolve_device(device_name)
+    configure_cpu_threads()
+    model = load_model(folder, device)
+    return Segmenter(model, folder.config, device), folder, describe_device(device)
+
+
+def read_input(path: str | Path):
+    """Read an input MRI as float32 and refuse unusable intensities (NaN/Inf, constant)."""
+    import SimpleITK as sitk
+
+    from onfh.imageio import read_image, require_usable_intensities
+
+    image = read_image(path)
+    if image.GetPixelID() != sitk.sitkFloat32:
+        image = sitk.Cast(image, sitk.sitkFloat32)
+    require_usable_intensities(sitk.GetArrayViewFromImage(image), path)
+    return image
+
+
+def output_paths(outdir: Path, case: str, label_map: bool) -> dict[str, Path]:
+    """Where the outputs of ``case`` go."""
+    paths = {"segmentation": outdir / f"{case}.seg.nrrd", "report": outdir / f"{case}.json"}
+    if label_map:
+        paths["label_map"] = outdir / f"{case}_label.nii.gz"
+    return paths
+
+
+def segment_case(
+    input_path: str | Path,
+    outdir: Path,
+    segmenter,
+    folder,
+    device_text: str,
+    label_map: bool = False,
+    progress: Callable[[str, float], None] | None = None,
+    image=None,
+    case: str | None = None,
+) -> dict[str, Any]:
+    """Segment one input and write its outputs; return the per-case JSON report.
+
+    Outputs appear only when everything succeeded: each file is written atomically and
+    the files of a case that fails half-way are removed.
+
+    Args:
+        input_path: the image file or DICOM folder (recorded in the report).
+        outdir: output folder.
+        segmenter: a loaded :class:`onfh.inference.Segmenter`.
+        folder: its :class:`onfh.modelfolder.ModelFolder`.
+        device_text: device description for the report.
+        label_map: also write ``<case>_label.nii.gz``.
+        progress: ``progress(stage, fraction)`` callback.
+        image: the image already in memory (else read from ``input_path``).
+        case: case name (else derived from ``input_path``).
+    """
+    import SimpleITK as sitk
+
+    from onfh.grading import grade_label_map
+    from onfh.imageio import case_name, write_image_atomic, write_text_atomic
+    from onfh.report import case_report, input_info
+    from onfh.segfile import write_seg_nrrd
+
+    report = progress or (lambda stage, fraction: None)
+    case = case or case_name(input_path)
+    start = time.perf_counter()
+    report("read", 0.0)
+    if image is None:
+        image = read_input(input_path)
+    read_s = time.perf_counter() - start
+    result = segmenter.segment(image, progress=lambda stage, f: report(stage, 0.05 + 0.85 * f))
+    label_array = sitk.GetArrayViewFromImage(result.label)
+    grade = grade_label_map(label_array, image.GetSpacing())
+    report("write", 0.9)
+    write_start = time.perf_counter()
+    paths = output_paths(outdir, case, label_map)
+    tags = {"ONFHModelId": folder.id, "ONFHModelSHA256": folder.sha256}
+    written: list[Path] = []
+    try:
+        write_seg_nrrd(result.label, paths["segmentation"], tags)
+        written.append(paths["segmentation"])
+        if label_map:
+            write_image_atomic(result.label, paths["label_map"])
+            written.append(paths["label_map"])
+        timings = {"read_s": round(read_s, 4), **result.timings_s}
+        timings["write_s"] = round(time.perf_counter() - write_start, 4)
+        timings["total_s"] = round(time.perf_counter() - start, 4)
+        case_json = case_report(
+            grade,
+            input_info(input_path, image),
+            folder.info(),
+            case=case,
+            device=device_text,
+            timings_s=timings,
+            head_centre_mm=[round(v, 3) for v in result.head_centre_mm],
+            outputs={key: path.name for key, path in paths.items()},
+        )
+        write_text_atomic(paths["report"], json.dumps(case_json, indent=2) + "\n")
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    report("done", 1.0)
+    return case_json
+
+
+def _summary_row(case: str, input_path: str, case_json: dict | None, seconds: float, error: str = "") -> dict:
+    row = dict.fromkeys(SUMMARY_COLUMNS, "")
+    row.update(case=case, input=input_path, seconds=f"{seconds:.2f}")
+    if case_json is None:
+        row.update(status="failed", error=error)
+        return row
+    ratio = case_json.get("necrosis_ratio")
+    row.update(
+        status="ok",
+        femoral_head_volume_ml=f"{case_json['femoral_head_volume_ml']:.3f}",
+        necrosis_volume_ml=f"{case_json['necrosis_volume_ml']:.3f}",
+        necrosis_ratio="" if ratio is None else f"{ratio:.4f}",
+        steinberg_grade=case_json.get("steinberg_grade") or "",
+        borderline=str(bool(case_json.get("borderline"))).lower(),
+        segmentation=case_json["outputs"]["segmentation"],
+        report=case_json["outputs"]["report"],
+        error=case_json.get("reason") or "",
+    )
+    return row
+
+
+def write_summary(path: Path, rows: list[dict]) -> None:
+    """``summary.csv``: one row per case, written atomically."""
+    from onfh.imageio import write_text_atomic
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def _check_cases(inputs: list[str], outdir: Path, label_map: bool) -> list[str]:
+    """Case names for the inputs; refuse duplicates and outputs that would replace an input."""
+    from onfh.imageio import case_name
+
+    cases = [case_name(path) for path in inputs]
+    seen: dict[str, str] = {}
+    for case, path in zip(cases, inputs):
+        if case in seen:
+            raise OnfhError(f"inputs {seen[case]} and {path} would both write case {case!r}; rename one")
+        seen[case] = path
+    input_files = {Path(path).resolve() for path in inputs}
+    for case in cases:
+        for output in output_paths(outdir, case, label_map).values():
+            if output.resolve() in input_files:
+                raise OnfhError(f"{output}: output would overwrite an input; choose another -o folder")
+    return cases
+
+
+def _format_result(case: str, case_json: dict) -> str:
+    ratio = case_json.get("necrosis_ratio")
+    ratio_text = "n/a" if ratio is None else f"{100 * ratio:.1f} %"
+    grade = case_json.get("steinberg_grade") or "n/a"
+    flag = " (borderline)" if case_json.get("borderline") else ""
+    return (
+        f"{case}: head {case_json['femoral_head_volume_ml']:.2f} mL, necrosis "
+        f"{case_json['necrosis_volume_ml']:.2f} mL, ratio {ratio_text}, grade {grade}{flag} "
+        f"[{case_json['timings_s']['total_s']:.1f} s]"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    outdir = Path(args.output)
+    if outdir.exists() and not outdir.is_dir():
+        raise OnfhError(f"{outdir}: output exists and is not a folder")
+    cases = _check_cases(list(args.inputs), outdir, args.label_map)
+    progress = Progress(args.progress, len(args.inputs))
+    progress.update("load_model", 0.0)
+    segmenter, folder, device_text = load_segmenter(args.model, args.device)
+    outdir.mkdir(parents=True, exist_ok=True)
+    progress.message(f"model {folder.id} ({folder.sha256[:12]}) on {device_text}")
+    rows: list[dict] = []
+    failures = 0
+    for index, (input_path, case) in enumerate(zip(args.inputs, cases)):
+        progress.index, progress.case = index, case
+        start = time.perf_counter()
+        try:
+            case_json = segment_case(
+                input_path,
+                outdir,
+                segmenter,
+                folder,
+                device_text,
+                label_map=args.label_map,
+                progress=progress.update,
+                case=case,
+            )
+        except (OnfhError, MemoryError, OSError, RuntimeError, ValueError) as error:
+            # One bad case must not stop a batch of hundreds: report it and go on.
+            failures += 1
+            text = str(error) if isinstance(error, OnfhError) else f"{type(error).__name__}: {error}"
+            text = " ".join(text.split())
+            if not text.startswith(str(input_path)):
+                text = f"{input_path}: {text}"
+            rows.append(_summary_row(case, str(input_path), None, time.perf_counter() - start, text))
+            progress.clear()
+            print(f"onfh: error: {text}", file=sys.stderr, flush=True)
+            if args.progress == "json":
+                progress.update("failed", 1.0, error=text)
+        else:
+            rows.append(_summary_row(case, str(input_path), case_json, time.perf_counter() - start))
+            if args.progress == "json":
+                progress.update("case_done", 1.0, report=case_json["outputs"]["report"])
+            else:
+                progress.clear()
+                print(_format_result(case, case_json), flush=True)
+        write_summary(outdir / "summary.csv", rows)
+    progress.index, progress.case = len(cases), ""
+    if args.progress == "json":
+        progress.update("finished", 1.0, failed=failures, summary=str(outdir / "summary.csv"))
+    progress.message(
+        f"{len(cases) - failures} of {len(cases)} case(s) segmented; summary: {outdir / 'summary.csv'}"
+    )
+    return 1 if failures else 0
