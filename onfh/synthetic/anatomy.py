@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from onfh.synthetic.geometry import small_rotation
+from onfh.synthetic.geometry import rotation_matrix, small_rotation
 from onfh.synthetic.shapes import (
     Shape,
     ellipsoid,
@@ -23,6 +23,7 @@ from onfh.synthetic.shapes import (
     round_cone,
     sphere,
     subtract,
+    torus,
     union,
 )
 
@@ -75,12 +76,13 @@ def sample_femur(rng: np.random.Generator, head_diameter_mm: float | None = None
     drawn = float(rng.uniform(42.0, 50.0))  # always drawn, so an override leaves later draws unchanged
     diameter = float(head_diameter_mm) if head_diameter_mm is not None else drawn
     radius = diameter / 2.0
+    anteversion = float(rng.uniform(5.0, 25.0))
     return FemurParams(
         head_radius_mm=radius,
         head_scale=tuple(float(s) for s in rng.uniform(0.985, 1.015, size=3)),
         head_axes=small_rotation(rng, (90.0, 90.0, 90.0)),
         neck_shaft_angle_deg=float(rng.uniform(120.0, 140.0)),
-        anteversion_deg=float(rng.uniform(5.0, 25.0)),
+        anteversion_deg=anteversion,
         shaft_tilt_deg=float(rng.uniform(4.0, 10.0)),
         offset_mm=float(rng.uniform(36.0, 46.0) * radius / 23.0),
         neck_radius_ratio=float(rng.uniform(0.62, 0.72)),
@@ -90,8 +92,18 @@ def sample_femur(rng: np.random.Generator, head_diameter_mm: float | None = None
         cortex_neck_mm=float(rng.uniform(1.5, 2.5)),
         cortex_shaft_mm=float(rng.uniform(4.0, 6.0)),
         cartilage_mm=float(rng.uniform(1.5, 2.5)),
-        pose=small_rotation(rng, (6.0, 6.0, 12.0)),
+        pose=_leg_pose(rng, anteversion),
     )
+
+
+def _leg_pose(rng: np.random.Generator, anteversion_deg: float) -> np.ndarray:
+    """Femur rotation about the head centre: hip protocols internally rotate the leg.
+
+    Internal rotation by 30-100 % of the anteversion brings the neck towards the coronal
+    plane, as positioning aims to; a few degrees of flexion and abduction remain random.
+    """
+    internal = np.deg2rad(anteversion_deg * rng.uniform(0.3, 1.0))
+    return small_rotation(rng, (6.0, 6.0, 4.0)) @ rotation_matrix([0.0, 0.0, 1.0], -internal)
 
 
 def sample_pelvis(rng: np.random.Generator, femur: FemurParams) -> PelvisParams:
@@ -148,21 +160,20 @@ def build_femur(femur: FemurParams) -> FemurShapes:
     base = neck_length * n
     waist = femur.neck_radius_ratio * r
     head = ellipsoid((0, 0, 0), np.asarray(femur.head_scale) * r, femur.head_axes)
-    neck = round_cone(0.2 * r * n, base - 6.0 * n, waist, 0.92 * r)
+    neck = round_cone(0.2 * r * n, base, waist, 0.78 * r)
     lateral = np.array([1.0, 0, 0])
     posterior = np.array([0, -1.0, 0])
-    shaft = round_cone(base - 18.0 * d_s, base + 260.0 * d_s, 0.95 * r, femur.shaft_radius_mm)
-    shaft_taper = round_cone(base, base + 80.0 * d_s, 0.9 * r, femur.shaft_radius_mm)
+    shaft = round_cone(base + 8.0 * d_s, base + 260.0 * d_s, 0.72 * r, femur.shaft_radius_mm)
     ts = femur.trochanter_scale
     greater = ellipsoid(
-        base + 10.0 * ts * lateral + 6.0 * posterior - 14.0 * ts * d_s,
-        np.array([12.0, 16.0, 21.0]) * ts,
+        base + 11.0 * ts * lateral + 6.0 * posterior - 10.0 * ts * d_s,
+        np.array([12.0, 16.0, 22.0]) * ts,
         np.eye(3),
     )
     lesser = ellipsoid(
-        base + 32.0 * d_s - 16.0 * lateral + 9.0 * posterior, np.array([8.0, 8.0, 11.0]) * ts, np.eye(3)
+        base + 30.0 * d_s - 15.0 * lateral + 9.0 * posterior, np.array([7.0, 7.0, 10.0]) * ts, np.eye(3)
     )
-    bone = union([union([head, neck], 5.0), shaft, shaft_taper, greater, lesser], 8.0)
+    bone = union([union([head, neck], 5.0), shaft, greater, lesser], 9.0)
     # Junction plane: where the head sphere meets the neck surface (radius ~ waist there).
     junction = float(np.sqrt(max(r * r - waist * waist, 1.0)))
     t_head, t_neck, t_shaft = femur.cortex_head_mm, femur.cortex_neck_mm, femur.cortex_shaft_mm
@@ -216,6 +227,7 @@ class PelvisShapes:
     socket_cartilage: Shape
     fossa: Shape
     joint_envelope: Shape  # where the acetabulum covers the head (fluid film lives here)
+    labrum: Shape
     socket_radius_mm: float
 
 
@@ -258,7 +270,16 @@ def build_pelvis(pelvis: PelvisParams, femur: FemurParams) -> PelvisShapes:
             sphere(fossa_axis * socket_bone, 0.45 * r),
         ]
     )
-    return PelvisShapes(bone, pelvis.cortex_mm, cartilage, fossa, envelope, inner)
+    # Labrum: a fibrocartilage ring on the acetabular rim, hugging the head beyond the bone.
+    rim = float(np.sqrt(max(socket_bone**2 - pelvis.coverage_mm**2, 1.0)))
+    tube = 2.2 + 0.8 * s
+    labrum = intersection(
+        [
+            torus(a, pelvis.coverage_mm + 0.6 * tube, rim - 0.3 * tube, tube),
+            _outside(sphere((0, 0, 0), inner)),
+        ]
+    )
+    return PelvisShapes(bone, pelvis.cortex_mm, cartilage, fossa, envelope, labrum, inner)
 
 
 def _outside(shape: Shape) -> Shape:

@@ -28,7 +28,7 @@ from onfh.synthetic.geometry import (
     local_coords_box,
     small_rotation,
 )
-from onfh.synthetic.shapes import half_space, intersection
+from onfh.synthetic.shapes import half_space, intersection, sine_perturbation
 
 GENERATOR_VERSION = "1"
 DEFAULT_SPACING_MM = (0.7, 0.7, 1.0)
@@ -298,16 +298,17 @@ def _paint_hip(
     if distractors is not None and distractors.effusion:
         effusion = lesion.effusion_shape(femur_shapes, hip.femur, distractors)
         canvas.paint_shape(effusion, hip.femur_frame, values["fluid"], _TISSUE["fluid"])
-    _paint_bone(canvas, pelvis_shapes.bone, hip.frame, pelvis_shapes.cortex_mm, values, "pelvic_marrow")
+    _paint_bone(canvas, pelvis_shapes.bone, hip.frame, pelvis_shapes.cortex_mm, values, "pelvic_marrow", rng)
     canvas.paint_shape(pelvis_shapes.joint_envelope, hip.frame, values["fluid"], _TISSUE["fluid"])
     canvas.paint_shape(pelvis_shapes.socket_cartilage, hip.frame, values["cartilage"], _TISSUE["cartilage"])
     canvas.paint_shape(pelvis_shapes.fossa, hip.frame, values["fat"], _TISSUE["fat"])
+    canvas.paint_shape(pelvis_shapes.labrum, hip.frame, values["fibrocartilage"], _TISSUE["fibrocartilage"])
     n, junction = femur_shapes.neck_axis, femur_shapes.junction_mm
     low, high = femur_shapes.head_box_low - 4.0, femur_shapes.head_box_high + 4.0
     articular = half_space(n, junction - 1.5, low, high)
     head_cartilage = intersection([femur_shapes.head.offset(hip.femur.cartilage_mm), articular], 1.0)
     canvas.paint_shape(head_cartilage, hip.femur_frame, values["cartilage"], _TISSUE["cartilage"])
-    _paint_bone(canvas, femur_shapes.bone, hip.femur_frame, femur_shapes.cortex_mm, values, "marrow")
+    _paint_bone(canvas, femur_shapes.bone, hip.femur_frame, femur_shapes.cortex_mm, values, "marrow", rng)
 
     if distractors is not None and distractors.oedema:
         _paint_oedema(canvas, femur_shapes, hip, values, distractors)
@@ -337,8 +338,12 @@ def _paint_hip(
     return int(np.count_nonzero(head)), int(np.count_nonzero(necrosis))
 
 
-def _paint_bone(canvas: Canvas, bone, frame: Frame, cortex_mm, values: dict, marrow: str) -> None:
-    """Cortex, then marrow inside it (the bone's signed distance shifted by the cortex thickness)."""
+def _paint_bone(canvas: Canvas, bone, frame: Frame, cortex_mm, values: dict, marrow: str, rng) -> None:
+    """Cortex, then marrow inside it (the bone's signed distance shifted by the cortex thickness).
+
+    Marrow is not uniform on real scans (trabecular density, islands of red marrow), so its
+    signal carries a smooth random +-3-8 % texture.
+    """
     grid = canvas.grid
     evaluated = evaluate(bone, grid, frame)
     if evaluated is None:
@@ -346,7 +351,11 @@ def _paint_bone(canvas: Canvas, bone, frame: Frame, cortex_mm, values: dict, mar
     box, sdf = evaluated
     canvas.paint(box, fraction(sdf, grid.ramp_mm), values["cortex"], _TISSUE["cortex"])
     sdf += evaluate_coarse(cortex_mm, grid, frame, box) if callable(cortex_mm) else np.float32(cortex_mm)
-    canvas.paint(box, fraction(sdf, grid.ramp_mm), values[marrow], _TISSUE[marrow])
+    texture = sine_perturbation(rng, float(rng.uniform(0.03, 0.08)), (6.0, 25.0), 6)
+    factor = evaluate_coarse(texture, grid, frame, box)
+    factor += np.float32(1.0)
+    factor *= np.float32(values[marrow])
+    canvas.paint(box, fraction(sdf, grid.ramp_mm), factor, _TISSUE[marrow])
 
 
 def _marrow_fraction(femur_shapes, grid: Grid, frame: Frame, box) -> np.ndarray:

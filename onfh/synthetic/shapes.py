@@ -243,3 +243,19 @@ def perturbed(
         shape.high_mm + pad_mm,
         shape.name,
     )
+
+
+def torus(axis, centre_offset_mm: float, ring_radius_mm: float, tube_radius_mm: float) -> Shape:
+    """A ring around ``axis`` (through the origin) at height ``centre_offset_mm`` (the labrum)."""
+    n = np.asarray(axis, dtype=float)
+    n = n / np.linalg.norm(n)
+    nu, nv, nw = (_f32(x) for x in n)
+    h, ring, tube = _f32(centre_offset_mm), _f32(ring_radius_mm), _f32(tube_radius_mm)
+
+    def fn(u, v, w):
+        along = nu * u + nv * v + nw * w
+        radial = np.sqrt(np.maximum(u * u + v * v + w * w - along * along, 0.0))
+        return np.sqrt((radial - ring) ** 2 + (along - h) ** 2) - tube
+
+    extent = ring_radius_mm + tube_radius_mm + abs(centre_offset_mm)
+    return Shape(fn, np.full(3, -extent), np.full(3, extent), "torus")

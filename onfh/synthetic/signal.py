@@ -45,7 +45,7 @@ class TissueRange:
     t1_scale_15t: float  # T1(1.5 T) / T1(3 T)
 
 
-# DOMAIN.md table; pelvic marrow (haematopoietic, mixed) and bladder added.
+# DOMAIN.md table; pelvic (mixed) marrow, labral fibrocartilage and blood added.
 TISSUES: dict[str, TissueRange] = {
     "fat": TissueRange((0.95, 1.0), (350.0, 390.0), (50.0, 70.0), 0.75),
     "marrow": TissueRange((0.92, 0.97), (340.0, 390.0), (8.0, 15.0), 0.75),
@@ -57,6 +57,7 @@ TISSUES: dict[str, TissueRange] = {
     "necrotic_core": TissueRange((0.85, 0.93), (420.0, 520.0), (9.0, 13.0), 0.75),
     "band": TissueRange((0.5, 0.6), (1250.0, 1600.0), (5.0, 8.0), 0.75),
     "oedema": TissueRange((0.82, 0.88), (1100.0, 1300.0), (18.0, 22.0), 0.75),
+    "fibrocartilage": TissueRange((0.3, 0.4), (900.0, 1100.0), (3.0, 5.0), 0.8),
     "blood": TissueRange((0.85, 0.95), (1550.0, 1750.0), (30.0, 50.0), 0.8),
     "air": TissueRange((0.0, 0.0), (1000.0, 1000.0), (1.0, 1.0), 1.0),
 }
