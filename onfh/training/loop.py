@@ -106,11 +106,10 @@ class BatchSource:
         rng = np.random.default_rng([self.recipe.seed, self.stream + 1, self.rank, int(iteration)])
         images, labels = [], []
         for index in rng.integers(len(self.cases), size=self.recipe.batch_size):
-            case = self.cases[int(index)]
+            heads = self.cases[int(index)].heads
+            head = heads[int(rng.integers(len(heads)))]
             seed = int(rng.integers(2**31))
-            image, label = self.segmenter_augmenter(
-                case.region_image, case.region_label, case.region_inside, seed
-            )
+            image, label = self.segmenter_augmenter(head.image, head.label, head.inside, seed)
             images.append(image)
             labels.append(label)
         loc_images, loc_labels = [], []
