@@ -108,15 +108,16 @@ def test_same_seed_gives_the_same_bytes(tmp_path):
     ("kwargs", "message"),
     [
         ({"cases": 0}, "--cases"),
+        ({"cases": 2, "seed": -3}, "--seed"),
         ({"cases": 2, "spacing_mm": (0.7, 0.0, 1.0)}, "spacing"),
         ({"cases": 2, "size": (8, 80, 56)}, "size"),
     ],
 )
 def test_bad_arguments_write_nothing(tmp_path, kwargs, message):
     target = tmp_path / "out"
-    arguments = {**TINY, **kwargs}
+    arguments = {"seed": 1, **TINY, **kwargs}
     with pytest.raises(OnfhError, match=message):
-        write_cohort(target, seed=1, **arguments)
+        write_cohort(target, **arguments)
     assert list(tmp_path.iterdir()) == []
 
 

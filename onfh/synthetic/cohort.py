@@ -103,9 +103,11 @@ def check_output_folder(outdir: str | os.PathLike) -> Path:
     return root
 
 
-def _check_arguments(cases, spacing_mm, size, bilateral: bool) -> None:
+def _check_arguments(cases, seed, spacing_mm, size, bilateral: bool) -> None:
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
         raise OnfhError(f"--cases must be an integer >= 1, got {cases!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise OnfhError(f"--seed must be an integer >= 0, got {seed!r}")
     try:
         resolve_geometry(spacing_mm, size, bilateral)
     except ValueError as error:
@@ -161,7 +163,7 @@ def write_cohort(
     Raises:
         OnfhError: bad arguments or output folder; nothing is written then.
     """
-    _check_arguments(cases, spacing_mm, size, bilateral)
+    _check_arguments(cases, seed, spacing_mm, size, bilateral)
     root = check_output_folder(outdir)
     staging = _staging_folder(root)
     rows: list[dict] = []

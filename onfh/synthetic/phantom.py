@@ -105,8 +105,8 @@ def resolve_geometry(
 
 def generate_case(
     seed: int,
-    spacing_mm: tuple[float, float, float] | None = DEFAULT_SPACING_MM,
-    size: tuple[int, int, int] | None = DEFAULT_SIZE,
+    spacing_mm: tuple[float, float, float] | None = None,
+    size: tuple[int, int, int] | None = None,
     bilateral: bool = False,
     **overrides,
 ) -> SyntheticCase:
@@ -114,7 +114,8 @@ def generate_case(
 
     Args:
         seed: the case's seed; the same seed and arguments give the same bytes.
-        spacing_mm: voxel size (x, y, z); ``None`` for the default of the field of view.
+        spacing_mm: voxel size (x, y, z); ``None``: 0.7x0.7x1.0 mm, or 1.4x1.4x1.0 mm
+            for a bilateral field of view.
         size: voxels (x, y, z); ``None`` for 256x256x120.
         bilateral: both hips in a wide field of view (both heads labelled).
         **overrides: fix a random choice: ``ratio`` (0-1), ``side`` ("left"/"right"),
@@ -130,7 +131,7 @@ def generate_case(
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
         raise ValueError(f"unknown generate_case option(s) {unknown}; known: {', '.join(OVERRIDES)}")
-    spacing, dims = resolve_geometry(spacing_mm if spacing_mm is not None else None, size, bilateral)
+    spacing, dims = resolve_geometry(spacing_mm, size, bilateral)
     streams = dict(
         zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(8)))
     )
