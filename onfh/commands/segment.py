@@ -148,6 +148,7 @@ def segment_case(
     progress: Callable[[str, float], None] | None = None,
     image=None,
     case: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Segment one input and write its outputs; return the per-case JSON report.
 
@@ -164,6 +165,7 @@ def segment_case(
         progress: ``progress(stage, fraction)`` callback.
         image: the image already in memory (else read from ``input_path``).
         case: case name (else derived from ``input_path``).
+        extra: further top-level report fields (``onfh demo`` adds the truth).
     """
     import SimpleITK as sitk
 
@@ -205,6 +207,7 @@ def segment_case(
             timings_s=timings,
             head_centre_mm=[round(v, 3) for v in result.head_centre_mm],
             outputs={key: path.name for key, path in paths.items()},
+            **(extra or {}),
         )
         write_text_atomic(paths["report"], json.dumps(case_json, indent=2) + "\n")
     except BaseException:
