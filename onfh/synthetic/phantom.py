@@ -333,9 +333,12 @@ def _paint_hip(
     canvas.paint(head_box, band_alpha, values["band"], _TISSUE["band"])
     core_alpha = fraction(g, ramp, level_mm=t - hip.lesion.band_mm)
     core_alpha *= marrow_alpha
-    canvas.paint(
-        head_box, core_alpha, values["necrotic_core"] * hip.lesion.core_rel, _TISSUE["necrotic_core"]
-    )
+    # The core is mottled (fat, haemorrhage, fibrosis in varying mix), a little more than marrow.
+    mottle = sine_perturbation(rng, float(rng.uniform(0.03, 0.08)), (5.0, 15.0), 12)
+    core = mottle(*local_coords_box(grid, hip.femur_frame, head_box))
+    core += np.float32(1.0)
+    core *= np.float32(values["necrotic_core"] * hip.lesion.core_rel)
+    canvas.paint(head_box, core_alpha, core, _TISSUE["necrotic_core"])
     return int(np.count_nonzero(head)), int(np.count_nonzero(necrosis))
 
 
@@ -343,7 +346,7 @@ def _paint_bone(canvas: Canvas, bone, frame: Frame, cortex_mm, values: dict, mar
     """Cortex, then marrow inside it (the bone's signed distance shifted by the cortex thickness).
 
     Marrow is not uniform on real scans (trabecular density, islands of red marrow), so its
-    signal carries a smooth random +-3-8 % texture.
+    signal carries a smooth random texture of a few per cent.
     """
     grid = canvas.grid
     evaluated = evaluate(bone, grid, frame)
@@ -352,7 +355,7 @@ def _paint_bone(canvas: Canvas, bone, frame: Frame, cortex_mm, values: dict, mar
     box, sdf = evaluated
     canvas.paint(box, fraction(sdf, grid.ramp_mm), values["cortex"], _TISSUE["cortex"])
     sdf += evaluate_coarse(cortex_mm, grid, frame, box) if callable(cortex_mm) else np.float32(cortex_mm)
-    texture = sine_perturbation(rng, float(rng.uniform(0.03, 0.08)), (6.0, 25.0), 6)
+    texture = sine_perturbation(rng, float(rng.uniform(0.015, 0.04)), (12.0, 40.0), 12)
     factor = evaluate_coarse(texture, grid, frame, box)
     factor += np.float32(1.0)
     factor *= np.float32(values[marrow])
