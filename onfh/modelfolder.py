@@ -259,13 +259,13 @@ def save_model_folder(
 
 
 def default_config(
-    model_id: str = "onfh-dynunet", segmenter_filters: Sequence[int] = (32, 64, 128, 256, 320)
+    model_id: str = "onfh-dynunet", segmenter_filters: Sequence[int] = (16, 32, 64, 128, 256)
 ) -> dict:
     """The shared design's model.json (without ``sha256``/``training``): a starting point.
 
     Localiser: 4-level DynUNet on the field of view at 4 mm, 64^3, 2 classes. Segmenter:
     the reference study's 5-level DynUNet (kernel 3, strides [1, 2, 2, 2, 2], 3 classes)
-    on a 96^3 crop at 1 mm around the head.
+    on an 80^3 crop at 1 mm around the head (the training recipe's defaults).
     """
     return {
         "format": FORMAT_VERSION,
@@ -307,8 +307,8 @@ def default_config(
                 "act_name": ["leakyrelu", {"inplace": True, "negative_slope": 0.01}],
             },
             "spacing_mm": [1.0, 1.0, 1.0],
-            "patch_size": [96, 96, 96],
-            "crop_margin_mm": 10.0,
+            "patch_size": [80, 80, 80],
+            "crop_margin_mm": 8.0,
         },
     }
 
