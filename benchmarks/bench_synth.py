@@ -6,7 +6,7 @@ Run from the repository root:
 
 The issue's bar is <= 3 s per 256x256x120 case for generation on a 2-core machine. The
 script prints the machine, library versions, thread counts and the load average, because
-on a shared machine other jobs change the figure.
+on a shared machine other jobs change the wall-clock figure (the CPU time does not).
 """
 
 from __future__ import annotations
@@ -72,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:>14}: {value}")
     print(f"{'case':>14}: {'x'.join(map(str, args.size))} voxels, {args.spacing} mm")
     generate_case(0, spacing_mm=tuple(args.spacing), size=tuple(args.size))  # warm-up (imports, caches)
-    generation, writing, preview = [], [], []
+    generation, generation_cpu, writing, preview = [], [], [], []
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(1, args.repeats + 1):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             case = generate_case(seed, spacing_mm=tuple(args.spacing), size=tuple(args.size))
             generation.append(time.perf_counter() - start)
+            generation_cpu.append(time.process_time() - start_cpu)
             start = time.perf_counter()
             sitk.WriteImage(case.image, str(Path(folder) / f"{seed}_0000.nii.gz"), True)
             sitk.WriteImage(case.label, str(Path(folder) / f"{seed}.nii.gz"), True)
@@ -86,13 +87,24 @@ def main(argv: list[str] | None = None) -> int:
             write_preview(case.image, case.label, Path(folder) / f"{seed}.png", title=str(seed))
             preview.append(time.perf_counter() - start)
             print(
-                f"  seed {seed}: generate {generation[-1]:.2f} s, write NIfTI {writing[-1]:.2f} s, "
+                f"  seed {seed}: generate {generation[-1]:.2f} s (CPU {generation_cpu[-1]:.2f} s), "
+                f"write NIfTI {writing[-1]:.2f} s, "
                 f"preview {preview[-1]:.2f} s ({case.info['orientation']}, grade {case.info['grade']})"
             )
-    for name, values in (("generate", generation), ("write NIfTI", writing), ("preview PNG", preview)):
-        print(f"{name:>14}: median {statistics.median(values):.2f} s, min {min(values):.2f} s, max {max(values):.2f} s")
+    rows = (
+        ("generate", generation),
+        ("generate CPU", generation_cpu),
+        ("write NIfTI", writing),
+        ("preview PNG", preview),
+    )
+    for name, values in rows:
+        print(
+            f"{name:>14}: median {statistics.median(values):.2f} s, "
+            f"min {min(values):.2f} s, max {max(values):.2f} s"
+        )
     verdict = "meets" if statistics.median(generation) <= 3.0 else "misses"
-    print(f"generation {verdict} the 3 s bar (median of {len(generation)})")
+    print(f"generation {verdict} the 3 s bar (median wall time of {len(generation)}; CPU time is what an")
+    print("idle machine's wall time would be, as the generator runs on one core)")
     return 0
 
 

@@ -77,6 +77,12 @@ def evaluate_coarse(fn, grid: Grid, frame: Frame, box: Box) -> np.ndarray:
     return upsample2(coarse, box.shape)
 
 
+def evaluate_coarse_fields(fn, grid: Grid, frame: Frame, box: Box) -> list[np.ndarray]:
+    """Several fields computed together by ``fn`` (returning a tuple), each interpolated."""
+    fields = fn(*local_coords_box(grid, frame, _coarse_box(box), stride=2))
+    return [upsample2(np.asarray(f, dtype=np.float32), box.shape) for f in fields]
+
+
 def evaluate_exact(shape: Shape, grid: Grid, frame: Frame, box: Box) -> np.ndarray:
     """Signed distance of ``shape`` on every voxel of ``box`` (no coarse shortcut)."""
     return shape(*local_coords_box(grid, frame, box)).astype(np.float32, copy=False)

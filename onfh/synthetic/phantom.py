@@ -16,7 +16,14 @@ import SimpleITK as sitk
 
 from onfh.grading import grade_from_voxel_counts, grade_label_map
 from onfh.synthetic import anatomy, lesion, noise, signal, soft_tissue
-from onfh.synthetic.canvas import Canvas, evaluate, evaluate_coarse, evaluate_exact, fraction
+from onfh.synthetic.canvas import (
+    Canvas,
+    evaluate,
+    evaluate_coarse,
+    evaluate_coarse_fields,
+    evaluate_exact,
+    fraction,
+)
 from onfh.synthetic.geometry import (
     ORIENTATIONS,
     Frame,
@@ -274,9 +281,12 @@ def _paint_soft_tissue(
     body_sdf += evaluate_coarse(shapes.fat_mm, grid, patient, box)
     muscle_alpha = fraction(body_sdf, ramp)
     del body_sdf
-    factor = evaluate_coarse(shapes.compartments.factor, grid, patient, box)
-    canvas.paint(box, muscle_alpha, factor * np.float32(values["muscle"]), _TISSUE["muscle"])
-    canvas.paint_shape(shapes.septa, patient, values["fat"], _TISSUE["fat"], within=(box, muscle_alpha))
+    septa, factor = evaluate_coarse_fields(shapes.compartments.septa_and_factor, grid, patient, box)
+    factor *= np.float32(values["muscle"])
+    canvas.paint(box, muscle_alpha, factor, _TISSUE["muscle"])
+    septa_alpha = fraction(septa, ramp)
+    septa_alpha *= muscle_alpha
+    canvas.paint(box, septa_alpha, values["fat"], _TISSUE["fat"])
     canvas.paint_shape(shapes.pelvic_fat, patient, values["fat"], _TISSUE["fat"])
     if shapes.bladder is not None:
         canvas.paint_shape(shapes.bladder, patient, values["fluid"], _TISSUE["fluid"])
@@ -355,7 +365,7 @@ def _paint_bone(canvas: Canvas, bone, frame: Frame, cortex_mm, values: dict, mar
     box, sdf = evaluated
     canvas.paint(box, fraction(sdf, grid.ramp_mm), values["cortex"], _TISSUE["cortex"])
     sdf += evaluate_coarse(cortex_mm, grid, frame, box) if callable(cortex_mm) else np.float32(cortex_mm)
-    texture = sine_perturbation(rng, float(rng.uniform(0.015, 0.04)), (12.0, 40.0), 12)
+    texture = sine_perturbation(rng, float(rng.uniform(0.015, 0.04)), (12.0, 40.0), 8)
     factor = evaluate_coarse(texture, grid, frame, box)
     factor += np.float32(1.0)
     factor *= np.float32(values[marrow])

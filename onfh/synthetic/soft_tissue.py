@@ -70,7 +70,6 @@ class SoftTissueShapes:
 
     body: Shape
     fat_mm: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # muscle = body shrunk by this
-    septa: Shape
     compartments: MuscleCompartments
     pelvic_fat: Shape
     bladder: Shape | None
@@ -115,7 +114,6 @@ def build_soft_tissue(
         return fat0 + extra * posterior
 
     compartments = sample_compartments(rng, [side * d for side in hip_sides])
-    septa = Shape(compartments.septum_sdf, outline.low_mm, outline.high_mm, "septa")
     pelvic_fat = perturbed(
         ellipsoid((0.0, 5.0, 25.0), (d - 38.0, 48.0, 55.0)), sine_perturbation(rng, 3.0, (40.0, 90.0), 4), 4.0
     )
@@ -130,7 +128,7 @@ def build_soft_tissue(
         x = side * (d - 14.0)
         vessels.append(round_cone((x, 46.0, 90.0), (side * (d - 8.0), 42.0, -120.0), 4.0, 3.5))
         vessels.append(round_cone((x - side * 10.0, 44.0, 90.0), (side * (d - 16.0), 38.0, -120.0), 5.0, 4.5))
-    return SoftTissueShapes(outline, fat_thickness, septa, compartments, pelvic_fat, bladder, vessels)
+    return SoftTissueShapes(outline, fat_thickness, compartments, pelvic_fat, bladder, vessels)
 
 
 @dataclass(frozen=True)
@@ -163,14 +161,11 @@ class MuscleCompartments:
             index[closer] = k
         return first, second, index
 
-    def septum_sdf(self, u, v, w) -> np.ndarray:
-        """Distance to the nearest cell border minus half the septum thickness."""
-        first, second, _ = self._nearest_two(u, v, w)
-        return np.float32(0.5) * (second - first) + self.wobble(u, v, w) - np.float32(self.thickness_mm / 2)
-
-    def factor(self, u, v, w) -> np.ndarray:
-        """Intensity factor of the belly each point belongs to."""
-        return self.factors.astype(np.float32)[self._nearest_two(u, v, w)[2]]
+    def septa_and_factor(self, u, v, w) -> tuple[np.ndarray, np.ndarray]:
+        """Septum signed distance and the intensity factor of each point's belly, in one pass."""
+        first, second, index = self._nearest_two(u, v, w)
+        sdf = np.float32(0.5) * (second - first) + self.wobble(u, v, w) - np.float32(self.thickness_mm / 2)
+        return sdf, self.factors.astype(np.float32)[index]
 
 
 def sample_compartments(rng: np.random.Generator, hip_xs: list[float]) -> MuscleCompartments:
