@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -45,6 +47,7 @@ def test_metadata_matches_label_voxels_exactly(a_case):
     assert info["spacing_mm"] == list(a_case.image.GetSpacing())
     assert info["laterality"] in ("left", "right")
     assert {"tr_ms", "te_ms", "flip_deg", "field_strength_t"} <= set(info["protocol"])
+    assert json.loads(json.dumps(info)) == info  # plain JSON types only
 
 
 def test_head_volume_is_a_42_to_50_mm_head_and_ratio_hits_the_target():

@@ -15,27 +15,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from onfh.grading import grade_from_voxel_counts, grade_label_map
-from onfh.synthetic import anatomy, lesion, noise, signal, soft_tissue
-from onfh.synthetic.canvas import (
-    Canvas,
-    evaluate,
-    evaluate_coarse,
-    evaluate_coarse_fields,
-    evaluate_exact,
-    fraction,
-)
-from onfh.synthetic.geometry import (
-    ORIENTATIONS,
-    Frame,
-    Grid,
-    box_for_local_bounds,
-    centred_grid,
-    direction_matrix,
-    full_box,
-    local_coords_box,
-    small_rotation,
-)
-from onfh.synthetic.shapes import half_space, intersection, sine_perturbation
+from onfh.synthetic import lesion, noise, signal, soft_tissue
+from onfh.synthetic.canvas import Canvas
+from onfh.synthetic.geometry import ORIENTATIONS, Grid, direction_matrix
+from onfh.synthetic.render import paint_hip, paint_soft_tissue
+from onfh.synthetic.scene import Hip, patient_frame, place_grid, sample_hips
 
 GENERATOR_VERSION = "1"
 DEFAULT_SPACING_MM = (0.7, 0.7, 1.0)
@@ -57,7 +41,6 @@ OVERRIDES = (
     "mid_tissues",
     "tissue_map",
 )
-_TISSUE = signal.TISSUE_IDS
 _STREAMS = ("pose", "femur", "lesion", "protocol", "body", "noise", "shape", "other")
 
 
@@ -77,16 +60,6 @@ class SyntheticCase:
     label: sitk.Image
     info: dict
     tissues: np.ndarray | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class _Hip:
-    side: str
-    frame: Frame
-    femur_frame: Frame
-    femur: anatomy.FemurParams
-    pelvis: anatomy.PelvisParams
-    lesion: lesion.LesionParams | None
 
 
 def resolve_geometry(
@@ -157,10 +130,10 @@ def generate_case(
         raise ValueError(f"ratio must be in [0, 0.9], got {ratio}")
 
     body = soft_tissue.sample_body(streams["body"])
-    patient = _patient_frame(pose_rng, side)
-    hips = _sample_hips(streams, patient, body, side, float(ratio), bilateral, overrides)
+    patient = patient_frame(pose_rng, side)
+    hips = sample_hips(streams, patient, body, side, float(ratio), bilateral, overrides)
     direction = direction_matrix(pose_rng, orientation)
-    grid = _place_grid(pose_rng, dims, spacing, direction, patient, hips, bilateral)
+    grid = place_grid(pose_rng, dims, spacing, direction, patient, hips, bilateral)
 
     drawn_protocol = signal.sample_protocol(streams["protocol"])
     protocol = overrides.get("protocol") or drawn_protocol
@@ -178,9 +151,9 @@ def generate_case(
     canvas = Canvas(grid, tissue_map=bool(overrides.get("tissue_map")))
     label = np.zeros(grid.shape_zyx, dtype=np.uint8)
     sides = tuple(1.0 if h.side == side else -1.0 for h in hips)
-    _paint_soft_tissue(canvas, soft_tissue.build_soft_tissue(body, streams["shape"], sides), patient, values)
+    paint_soft_tissue(canvas, soft_tissue.build_soft_tissue(body, streams["shape"], sides), patient, values)
     hip_counts = [
-        _paint_hip(canvas, label, hip, values, distractors if hip.side == side else None, streams["shape"])
+        paint_hip(canvas, label, hip, values, distractors if hip.side == side else None, streams["shape"])
         for hip in hips
     ]
 
@@ -202,195 +175,6 @@ def generate_case(
         image_array,
     )
     return SyntheticCase(image, label_image, info, canvas.tissues)
-
-
-def _patient_frame(rng: np.random.Generator, side: str) -> Frame:
-    """Patient frame (x towards the index side, y anterior, z superior) at a random table position."""
-    lps_axes = np.array([[1.0, 0, 0], [0, -1.0, 0], [0, 0, 1.0]])  # left, anterior, superior
-    axes = small_rotation(rng, (6.0, 6.0, 8.0)) @ lps_axes
-    if side == "right":
-        axes = np.stack([-axes[0], axes[1], axes[2]])
-    origin = np.array([rng.uniform(-20, 20), rng.uniform(-40, 20), rng.uniform(-120, 60)])
-    return Frame(origin, axes)
-
-
-def _sample_hips(
-    streams, patient: Frame, body, side: str, ratio: float, bilateral: bool, overrides
-) -> list[_Hip]:
-    femur_rng, lesion_rng = streams["femur"], streams["lesion"]
-    diameter = overrides.get("head_diameter_mm")
-    hips = []
-    sides = [side, "right" if side == "left" else "left"] if bilateral else [side]
-    for index, hip_side in enumerate(sides):
-        if index and diameter is None:
-            diameter = 2.0 * hips[0].femur.head_radius_mm + femur_rng.uniform(-1.0, 1.0)
-        femur = anatomy.sample_femur(femur_rng, diameter)
-        pelvis = anatomy.sample_pelvis(femur_rng, femur)
-        x_sign = 1.0 if index == 0 else -1.0  # patient x points to the index side
-        offset = np.array(
-            [x_sign * body.head_half_distance_mm, femur_rng.uniform(-3, 3), femur_rng.uniform(-3, 3)]
-        )
-        origin = patient.to_world(offset[None, :])[0]
-        lps_like = np.stack(
-            [patient.axes[0] * (1.0 if hip_side == side else -1.0), patient.axes[1], patient.axes[2]]
-        )
-        frame = Frame(origin, lps_like)
-        the_lesion = None
-        if index == 0 or lesion_rng.random() < 0.5:
-            hip_ratio = ratio if index == 0 else float(lesion_rng.uniform(0.02, 0.45))
-            the_lesion = lesion.sample_lesion(
-                lesion_rng, femur, hip_ratio, overrides.get("lesion_shape"), overrides.get("band_mm")
-            )
-        hips.append(_Hip(hip_side, frame, frame.rotated(femur.pose), femur, pelvis, the_lesion))
-    return hips
-
-
-def _place_grid(rng, dims, spacing, direction, patient: Frame, hips: list[_Hip], bilateral: bool) -> Grid:
-    """Centre the field of view on the hip (or both hips), with a random shift that keeps heads inside."""
-    if bilateral:
-        target = patient.origin_mm
-    else:
-        medial = -hips[0].frame.axes[0]
-        target = hips[0].frame.origin_mm + 12.0 * medial
-    for jitter_mm in (12.0, 0.0):
-        centre = target + rng.uniform(-jitter_mm, jitter_mm, size=3)
-        grid = centred_grid(dims, spacing, direction, centre)
-        if all(_head_inside(grid, hip) for hip in hips):
-            return grid
-    fov = " x ".join(f"{e:.0f}" for e in grid.extent_mm)
-    raise ValueError(
-        f"field of view {fov} mm is too small to hold the femoral head(s); enlarge size or spacing"
-    )
-
-
-def _head_inside(grid: Grid, hip: _Hip) -> bool:
-    pad = hip.femur.head_radius_mm * 1.05 + 2.0
-    corners = np.array([[sx, sy, sz] for sx in (-pad, pad) for sy in (-pad, pad) for sz in (-pad, pad)])
-    index = grid.world_to_index(hip.frame.to_world(corners))
-    return bool(np.all(index >= 0) and np.all(index <= np.asarray(grid.size) - 1))
-
-
-def _paint_soft_tissue(
-    canvas: Canvas, shapes: soft_tissue.SoftTissueShapes, patient: Frame, values: dict
-) -> None:
-    grid = canvas.grid
-    ramp = grid.ramp_mm
-    box = full_box(grid)
-    body_sdf = evaluate(shapes.body, grid, patient, box=box)[1]
-    canvas.paint(box, fraction(body_sdf, ramp), values["fat"], _TISSUE["fat"])
-    body_sdf += evaluate_coarse(shapes.fat_mm, grid, patient, box)
-    muscle_alpha = fraction(body_sdf, ramp)
-    del body_sdf
-    septa, factor = evaluate_coarse_fields(shapes.compartments.septa_and_factor, grid, patient, box)
-    factor *= np.float32(values["muscle"])
-    canvas.paint(box, muscle_alpha, factor, _TISSUE["muscle"])
-    septa_alpha = fraction(septa, ramp)
-    septa_alpha *= muscle_alpha
-    canvas.paint(box, septa_alpha, values["fat"], _TISSUE["fat"])
-    canvas.paint_shape(shapes.pelvic_fat, patient, values["fat"], _TISSUE["fat"])
-    if shapes.bladder is not None:
-        canvas.paint_shape(shapes.bladder, patient, values["fluid"], _TISSUE["fluid"])
-    for vessel in shapes.vessels:
-        canvas.paint_shape(vessel, patient, values["blood"], _TISSUE["blood"])
-
-
-def _paint_hip(
-    canvas: Canvas, label: np.ndarray, hip: _Hip, values: dict, distractors, rng
-) -> tuple[int, int]:
-    """Pelvis, joint, femur, lesion and distractors of one hip; head and lesion labels.
-
-    Returns:
-        Voxel counts of this hip's femoral head (labels 1 and 2) and necrosis (label 2).
-    """
-    grid = canvas.grid
-    ramp = grid.ramp_mm
-    femur_shapes = anatomy.build_femur(hip.femur)
-    pelvis_shapes = anatomy.build_pelvis(hip.pelvis, hip.femur)
-    if distractors is not None and distractors.effusion:
-        effusion = lesion.effusion_shape(femur_shapes, hip.femur, distractors)
-        canvas.paint_shape(effusion, hip.femur_frame, values["fluid"], _TISSUE["fluid"])
-    _paint_bone(canvas, pelvis_shapes.bone, hip.frame, pelvis_shapes.cortex_mm, values, "pelvic_marrow", rng)
-    canvas.paint_shape(pelvis_shapes.joint_envelope, hip.frame, values["fluid"], _TISSUE["fluid"])
-    canvas.paint_shape(pelvis_shapes.socket_cartilage, hip.frame, values["cartilage"], _TISSUE["cartilage"])
-    canvas.paint_shape(pelvis_shapes.fossa, hip.frame, values["fat"], _TISSUE["fat"])
-    canvas.paint_shape(pelvis_shapes.labrum, hip.frame, values["fibrocartilage"], _TISSUE["fibrocartilage"])
-    n, junction = femur_shapes.neck_axis, femur_shapes.junction_mm
-    low, high = femur_shapes.head_box_low - 4.0, femur_shapes.head_box_high + 4.0
-    articular = half_space(n, junction - 1.5, low, high)
-    head_cartilage = intersection([femur_shapes.head.offset(hip.femur.cartilage_mm), articular], 1.0)
-    canvas.paint_shape(head_cartilage, hip.femur_frame, values["cartilage"], _TISSUE["cartilage"])
-    _paint_bone(canvas, femur_shapes.bone, hip.femur_frame, femur_shapes.cortex_mm, values, "marrow", rng)
-
-    if distractors is not None and distractors.oedema:
-        _paint_oedema(canvas, femur_shapes, hip, values, distractors)
-
-    head_box = box_for_local_bounds(
-        grid, hip.femur_frame, femur_shapes.head_box_low, femur_shapes.head_box_high
-    )
-    head_sdf = evaluate_exact(anatomy.head_label_shape(femur_shapes), grid, hip.femur_frame, head_box)
-    head = head_sdf < 0
-    label_view = label[head_box.slices]
-    label_view[head] = 1
-    if hip.lesion is None:
-        return int(np.count_nonzero(head)), 0
-    g = evaluate_exact(lesion.lesion_field(hip.lesion, femur_shapes, rng), grid, hip.femur_frame, head_box)
-    t = lesion.threshold_for_ratio(g[head], hip.lesion.target_ratio)
-    necrosis = head & (g < t)
-    label_view[necrosis] = 2
-    marrow_alpha = _marrow_fraction(femur_shapes, grid, hip.femur_frame, head_box)
-    band_alpha = fraction(g, ramp, level_mm=t)
-    band_alpha *= marrow_alpha
-    canvas.paint(head_box, band_alpha, values["band"], _TISSUE["band"])
-    core_alpha = fraction(g, ramp, level_mm=t - hip.lesion.band_mm)
-    core_alpha *= marrow_alpha
-    # The core is mottled (fat, haemorrhage, fibrosis in varying mix), a little more than marrow.
-    mottle = sine_perturbation(rng, float(rng.uniform(0.03, 0.08)), (5.0, 15.0), 12)
-    core = mottle(*local_coords_box(grid, hip.femur_frame, head_box))
-    core += np.float32(1.0)
-    core *= np.float32(values["necrotic_core"] * hip.lesion.core_rel)
-    canvas.paint(head_box, core_alpha, core, _TISSUE["necrotic_core"])
-    return int(np.count_nonzero(head)), int(np.count_nonzero(necrosis))
-
-
-def _paint_bone(canvas: Canvas, bone, frame: Frame, cortex_mm, values: dict, marrow: str, rng) -> None:
-    """Cortex, then marrow inside it (the bone's signed distance shifted by the cortex thickness).
-
-    Marrow is not uniform on real scans (trabecular density, islands of red marrow), so its
-    signal carries a smooth random texture of a few per cent.
-    """
-    grid = canvas.grid
-    evaluated = evaluate(bone, grid, frame)
-    if evaluated is None:
-        return
-    box, sdf = evaluated
-    canvas.paint(box, fraction(sdf, grid.ramp_mm), values["cortex"], _TISSUE["cortex"])
-    sdf += evaluate_coarse(cortex_mm, grid, frame, box) if callable(cortex_mm) else np.float32(cortex_mm)
-    texture = sine_perturbation(rng, float(rng.uniform(0.015, 0.04)), (12.0, 40.0), 8)
-    factor = evaluate_coarse(texture, grid, frame, box)
-    factor += np.float32(1.0)
-    factor *= np.float32(values[marrow])
-    canvas.paint(box, fraction(sdf, grid.ramp_mm), factor, _TISSUE[marrow])
-
-
-def _marrow_fraction(femur_shapes, grid: Grid, frame: Frame, box) -> np.ndarray:
-    """Fraction of femoral marrow (bone minus cortex) in each voxel of a small box."""
-    coords = local_coords_box(grid, frame, box)
-    return fraction(femur_shapes.bone(*coords) + femur_shapes.cortex_mm(*coords), grid.ramp_mm)
-
-
-def _paint_oedema(canvas: Canvas, femur_shapes, hip: _Hip, values: dict, distractors) -> None:
-    """Ill-defined oedema: an 8 mm ramp, only inside marrow."""
-    grid = canvas.grid
-    shape = lesion.oedema_shape(femur_shapes, hip.femur)
-    width = 8.0
-    evaluated = evaluate(shape, grid, hip.femur_frame)
-    if evaluated is None:
-        return
-    box, sdf = evaluated
-    alpha = fraction(sdf, width)
-    alpha *= np.float32(distractors.oedema_strength)
-    alpha *= _marrow_fraction(femur_shapes, grid, hip.femur_frame, box)
-    canvas.paint(box, alpha, values["oedema"], _TISSUE["oedema"])
 
 
 @dataclass(frozen=True)
@@ -469,7 +253,7 @@ def _info(
     return info
 
 
-def _hip_info(hip: _Hip, counts: tuple[int, int], grid: Grid, index: int) -> dict:
+def _hip_info(hip: Hip, counts: tuple[int, int], grid: Grid, index: int) -> dict:
     """Per-side volumes, ratio and grade of a bilateral case (from that head's label voxels)."""
     result = grade_from_voxel_counts(counts[0], counts[1], grid.spacing_mm)
     return {
