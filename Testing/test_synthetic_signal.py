@@ -63,6 +63,7 @@ def test_rendered_phantom_has_the_physical_tissue_order_before_noise():
         noise=False,
         bias=False,
         band_mm=3.0,
+        band_fade=0.0,
         ratio=0.35,
         tissue_map=True,
         oedema=False,

@@ -33,6 +33,7 @@ class LesionParams:
     half_angle_deg: float
     cap_height_mm: float
     band_mm: float
+    band_fade: float  # how far the band may fade towards marrow signal in places (0-1)
     irregularity_mm: float
     target_ratio: float
     core_rel: float  # multiplier of the core signal (heterogeneity between patients)
@@ -43,6 +44,7 @@ class LesionParams:
             "lesion_shape": self.shape,
             "target_ratio": round(self.target_ratio, 4),
             "band_mm": round(self.band_mm, 2),
+            "band_fade": round(self.band_fade, 3),
             "lesion_axis": [round(float(x), 3) for x in self.axis],
         }
 
@@ -53,6 +55,7 @@ def sample_lesion(
     target_ratio: float,
     shape: str | None = None,
     band_mm: float | None = None,
+    band_fade: float | None = None,
 ) -> LesionParams:
     """A random anterosuperior wedge or cap with a 1-3 mm reactive band."""
     drawn_shape = LESION_SHAPES[
@@ -73,6 +76,7 @@ def sample_lesion(
         angle = rng.uniform(55.0, 75.0)
         cap = depth + rng.uniform(0.2, 0.6) * r
     band = rng.uniform(1.0, 3.0)
+    fade = rng.uniform(0.0, 0.35)
     return LesionParams(
         shape=shape,
         axis=axis / np.linalg.norm(axis),
@@ -80,6 +84,7 @@ def sample_lesion(
         half_angle_deg=float(angle),
         cap_height_mm=float(cap),
         band_mm=float(band) if band_mm is None else float(band_mm),
+        band_fade=float(fade) if band_fade is None else float(band_fade),
         irregularity_mm=float(rng.uniform(0.6, 1.8)),
         target_ratio=float(target_ratio),
         core_rel=float(rng.uniform(0.92, 1.05)),

@@ -37,6 +37,7 @@ OVERRIDES = (
     "effusion",
     "lesion_shape",
     "band_mm",
+    "band_fade",
     "head_diameter_mm",
     "mid_tissues",
     "tissue_map",
@@ -101,8 +102,9 @@ def generate_case(
         **overrides: fix a random choice: ``ratio`` (0-1), ``side`` ("left"/"right"),
             ``orientation`` (axial/coronal/oblique), ``protocol`` (:class:`signal.Protocol`),
             ``snr``, ``noise`` / ``bias`` (False to skip), ``oedema``, ``effusion``,
-            ``lesion_shape`` ("cap"/"wedge"), ``band_mm``, ``head_diameter_mm``, ``mid_tissues`` (True:
-            mid-range tissue parameters), ``tissue_map`` (True: fill ``tissues``).
+            ``lesion_shape`` ("cap"/"wedge"), ``band_mm``, ``band_fade`` (0-1),
+            ``head_diameter_mm``, ``mid_tissues`` (True: mid-range tissue parameters),
+            ``tissue_map`` (True: fill ``tissues``).
 
     Raises:
         ValueError: unknown override, invalid spacing/size, or a field of view too small

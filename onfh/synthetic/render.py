@@ -93,12 +93,19 @@ def paint_hip(canvas: Canvas, label: np.ndarray, hip: Hip, values: dict, distrac
     marrow_alpha = _marrow_fraction(femur_shapes, grid, hip.femur_frame, head_box)
     band_alpha = fraction(g, ramp, level_mm=t)
     band_alpha *= marrow_alpha
-    canvas.paint(head_box, band_alpha, values["band"], _TISSUE["band"])
+    coords = local_coords_box(grid, hip.femur_frame, head_box)
+    # The band's conspicuity varies along the margin: in places it fades towards marrow.
+    fade = sine_perturbation(rng, 0.7, (10.0, 30.0), 8)(*coords)
+    fade += np.float32(0.5)
+    np.clip(fade, 0.0, 1.0, out=fade)
+    fade *= np.float32(hip.lesion.band_fade * (values["marrow"] - values["band"]))
+    fade += np.float32(values["band"])
+    canvas.paint(head_box, band_alpha, fade, _TISSUE["band"])
     core_alpha = fraction(g, ramp, level_mm=t - hip.lesion.band_mm)
     core_alpha *= marrow_alpha
     # The core is mottled (fat, haemorrhage, fibrosis in varying mix), a little more than marrow.
     mottle = sine_perturbation(rng, float(rng.uniform(0.03, 0.08)), (5.0, 15.0), 12)
-    core = mottle(*local_coords_box(grid, hip.femur_frame, head_box))
+    core = mottle(*coords)
     core += np.float32(1.0)
     core *= np.float32(values["necrotic_core"] * hip.lesion.core_rel)
     canvas.paint(head_box, core_alpha, core, _TISSUE["necrotic_core"])

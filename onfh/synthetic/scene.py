@@ -63,7 +63,12 @@ def sample_hips(
         if index == 0 or lesion_rng.random() < 0.5:
             hip_ratio = ratio if index == 0 else float(lesion_rng.uniform(0.02, 0.45))
             the_lesion = lesion.sample_lesion(
-                lesion_rng, femur, hip_ratio, overrides.get("lesion_shape"), overrides.get("band_mm")
+                lesion_rng,
+                femur,
+                hip_ratio,
+                overrides.get("lesion_shape"),
+                overrides.get("band_mm"),
+                overrides.get("band_fade"),
             )
         hips.append(Hip(hip_side, frame, frame.rotated(femur.pose), femur, pelvis, the_lesion))
     return hips
