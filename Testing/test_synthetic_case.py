@@ -100,29 +100,33 @@ def test_override_changes_only_its_choice():
 
 @pytest.mark.parametrize("orientation", ["axial", "coronal", "oblique"])
 def test_direction_matrix_round_trips_through_nifti(orientation, tmp_path):
-    case = generate_case(40, orientation=orientation, **SMALL)
-    direction = np.asarray(case.image.GetDirection()).reshape(3, 3)
-    assert np.allclose(direction @ direction.T, np.eye(3), atol=1e-9)
-    if orientation == "axial":
-        assert np.allclose(np.abs(direction), np.eye(3))
-    elif orientation == "coronal":
-        # The slice axis (third column) runs anterior-posterior.
-        assert abs(direction[1, 2]) == pytest.approx(1.0)
-    else:
-        assert not np.allclose(np.abs(direction), np.round(np.abs(direction)), atol=1e-3)
-    for image, name in ((case.image, "image.nii.gz"), (case.label, "label.nii.gz")):
-        sitk.WriteImage(image, str(tmp_path / name))
-        back = sitk.ReadImage(str(tmp_path / name))
-        assert np.allclose(back.GetDirection(), image.GetDirection(), atol=1e-5)
-        assert np.allclose(back.GetOrigin(), image.GetOrigin(), atol=1e-3)
-        assert np.allclose(back.GetSpacing(), image.GetSpacing(), atol=1e-6)
-        assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image))
-    # The head sits at the same physical place once read back.
-    back = sitk.ReadImage(str(tmp_path / "label.nii.gz"))
-    zyx = np.argwhere(sitk.GetArrayFromImage(back) > 0).mean(axis=0)
-    centre_back = back.TransformContinuousIndexToPhysicalPoint(tuple(zyx[::-1].tolist()))
-    centre = case.label.TransformContinuousIndexToPhysicalPoint(tuple(zyx[::-1].tolist()))
-    assert np.allclose(centre_back, centre, atol=1e-3)
+    determinants = set()
+    for seed in (40, 41, 42, 43):
+        case = generate_case(seed, orientation=orientation, **SMALL)
+        direction = np.asarray(case.image.GetDirection()).reshape(3, 3)
+        assert np.allclose(direction @ direction.T, np.eye(3), atol=1e-9)
+        determinants.add(round(float(np.linalg.det(direction))))
+        if orientation == "axial":
+            assert np.allclose(np.abs(direction), np.eye(3))
+        elif orientation == "coronal":
+            # The slice axis (third column) runs anterior-posterior.
+            assert abs(direction[1, 2]) == pytest.approx(1.0)
+        else:
+            assert not np.allclose(np.abs(direction), np.round(np.abs(direction)), atol=1e-3)
+        for image, name in ((case.image, f"{seed}.nii.gz"), (case.label, f"{seed}_label.nii.gz")):
+            sitk.WriteImage(image, str(tmp_path / name))
+            back = sitk.ReadImage(str(tmp_path / name))
+            assert np.allclose(back.GetDirection(), image.GetDirection(), atol=1e-5)
+            assert np.allclose(back.GetOrigin(), image.GetOrigin(), atol=1e-3)
+            assert np.allclose(back.GetSpacing(), image.GetSpacing(), atol=1e-6)
+            assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image))
+        # The head sits at the same physical place once read back.
+        back = sitk.ReadImage(str(tmp_path / f"{seed}_label.nii.gz"))
+        zyx = tuple(np.argwhere(sitk.GetArrayFromImage(back) > 0).mean(axis=0)[::-1].tolist())
+        centre_back = back.TransformContinuousIndexToPhysicalPoint(zyx)
+        assert np.allclose(centre_back, case.label.TransformContinuousIndexToPhysicalPoint(zyx), atol=1e-3)
+    # Both handednesses (an axis flipped or not) are exercised and survive the NIfTI header.
+    assert determinants == {-1, 1}
 
 
 def test_both_sides_and_bilateral_field_of_view():
