@@ -199,7 +199,7 @@ class ONFHSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for event in self._job.process.poll():
             if event.fraction is not None:
                 self.ui.progressBar.value = round(100 * event.fraction)
-            self.ui.statusLabel.text = event.stage.replace("_", " ").capitalize() + "..."
+            self.ui.statusLabel.text = event.text + "..."
         if self._job.process.finished:
             job = self._job
             self._stopJob(cancel=False)

@@ -82,6 +82,8 @@ def test_parse_progress_line_accepts_progress_objects_only():
     assert parse_progress_line('{"stage": "load", "fraction": true}').fraction is None
     for noise in ("", "Warning: something", "{not json", "[1, 2]", '{"fraction": 0.5}'):
         assert parse_progress_line(noise) is None
+    assert parse_progress_line('{"stage": "load_model", "fraction": 0}').text == "Loading the model"
+    assert parse_progress_line('{"stage": "new_stage_x"}').text == "New stage x"
 
 
 def test_child_environment_prepends_package_root_once(tmp_path):

@@ -140,6 +140,27 @@ class ProgressEvent:
     case: str | None
     raw: dict = field(default_factory=dict, compare=False)
 
+    @property
+    def text(self) -> str:
+        """The stage in words for a status line ("load_model" -> "Loading the model")."""
+        return _STAGE_TEXT.get(self.stage, self.stage.replace("_", " ").capitalize())
+
+
+# Stage names of ``onfh segment`` worth a friendlier wording; others are shown as they are.
+_STAGE_TEXT = {
+    "load_model": "Loading the model",
+    "read": "Reading the image",
+    "localise": "Finding the femoral head",
+    "segment": "Segmenting",
+    "resample": "Mapping back to the image grid",
+    "segment_done": "Segmented",
+    "write": "Writing the result",
+    "done": "Grading",
+    "case_done": "Loading the result",
+    "finished": "Loading the result",
+    "failed": "Failed",
+}
+
 
 def parse_progress_line(line: str) -> ProgressEvent | None:
     """Parse one stdout line; ``None`` for anything that is not a progress object.
