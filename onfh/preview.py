@@ -41,18 +41,16 @@ def head_centre_mm(label: sitk.Image) -> np.ndarray:
     Raises:
         ValueError: the label map has no femoral head voxel.
     """
-    from scipy import ndimage
-
     array = sitk.GetArrayViewFromImage(label)
     head = array > 0
     if not head.any():
         raise ValueError("label map has no femoral head voxels (values 1 or 2)")
-    components, count = ndimage.label(head)
+    components = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.Cast(label > 0, sitk.sitkUInt8)))
+    count = int(components.max())
     if count > 1:
-        ids = np.arange(1, count + 1)
-        necrosis = ndimage.sum(array == 2, components, ids)
-        sizes = ndimage.sum(head, components, ids)
-        best = ids[np.lexsort((sizes, necrosis))[-1]]
+        necrosis = np.bincount(components[array == 2], minlength=count + 1)[1:]
+        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+        best = 1 + int(np.lexsort((sizes, necrosis))[-1])
         head = components == best
     zyx = np.argwhere(head).mean(axis=0)
     return np.asarray(label.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in zyx[::-1])))
