@@ -23,7 +23,7 @@ PREDICTION_STYLE = {"head": ("#00e5ff", "dashed"), "necrosis": ("#ff66ff", "dash
 
 @dataclass(frozen=True)
 class PreviewSlices:
-    """Resampled 2D slices (rows = superior to inferior reversed: row 0 is inferior)."""
+    """Resampled 2D physical slices; row 0 is the inferior end (draw with ``origin="lower"``)."""
 
     coronal: np.ndarray
     sagittal: np.ndarray
