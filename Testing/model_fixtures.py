@@ -55,23 +55,35 @@ def phantom(
     scale: float = 1.0,
     noise: float = 0.0,
     seed: int = 0,
+    second_head_centre_mm=None,
 ) -> tuple[sitk.Image, sitk.Image]:
     """An MRI-like image and its exact label (0/1/2) on a grid with ``direction``.
 
     The grid is centred a little away from the head so the head is not at the image centre.
     ``scale`` shrinks or grows the head and lesion (for "no hip" and size tests).
+    ``second_head_centre_mm`` adds a second head with the same lesion (a bilateral scan);
+    the grid is then centred between the heads.
     """
     direction = np.asarray(direction, dtype=float)
     spacing = np.asarray(spacing_mm, dtype=float)
     half = (np.asarray(size) - 1) / 2.0 * spacing
     centre = np.asarray(head_centre_mm, dtype=float)
-    origin = centre + np.array([-6.0, 4.0, -3.0]) - direction @ half
+    grid_centre = centre + np.array([-6.0, 4.0, -3.0])
+    if second_head_centre_mm is not None:
+        grid_centre = (centre + np.asarray(second_head_centre_mm, dtype=float)) / 2.0
+    origin = grid_centre - direction @ half
     index = np.stack(np.meshgrid(*[np.arange(n) for n in size], indexing="ij"), axis=-1).reshape(-1, 3)
     points = origin + (index * spacing) @ direction.T
-    relative = (points - centre) / (np.asarray(HEAD_SEMI_AXES_MM) * scale)
-    head = np.sum(relative**2, axis=1) <= 1.0
-    lesion_centre = centre + np.asarray(NECROSIS_OFFSET_MM) * scale
-    necrosis = np.linalg.norm(points - lesion_centre, axis=1) <= NECROSIS_RADIUS_MM * scale
+    head = np.zeros(len(points), dtype=bool)
+    necrosis = np.zeros(len(points), dtype=bool)
+    centres = (
+        [centre] if second_head_centre_mm is None else [centre, np.asarray(second_head_centre_mm, float)]
+    )
+    for head_centre in centres:
+        relative = (points - head_centre) / (np.asarray(HEAD_SEMI_AXES_MM) * scale)
+        head |= np.sum(relative**2, axis=1) <= 1.0
+        lesion_centre = head_centre + np.asarray(NECROSIS_OFFSET_MM) * scale
+        necrosis |= np.linalg.norm(points - lesion_centre, axis=1) <= NECROSIS_RADIUS_MM * scale
     label = (head.astype(np.uint8) + (head & necrosis)).reshape(size).transpose(2, 1, 0)
     values = 100.0 * label.astype(np.float32) + 20.0
     if noise:

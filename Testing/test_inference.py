@@ -115,3 +115,32 @@ def test_tiny_field_of_view_is_refused_before_localising():
     with pytest.raises(OnfhError, match="too small"):
         segment(thin_slab)
     require_field_of_view(thin_slab, min_extent_mm=10.0)
+
+
+def test_bilateral_scan_segments_both_heads_and_names_their_sides():
+    right_centre = np.asarray(HEAD_CENTRE_MM) - np.array([80.0, 0.0, 0.0])
+    image, truth = phantom(
+        DIRECTIONS["oblique"],
+        spacing_mm=(1.8, 1.5, 1.5),
+        size=(130, 70, 60),
+        second_head_centre_mm=right_centre,
+    )
+    result = segment(image)
+    predicted = sitk.GetArrayFromImage(result.label)
+    expected = sitk.GetArrayFromImage(truth)
+    assert dice(predicted > 0, expected > 0) > 0.95
+    assert dice(predicted == 2, expected == 2) > 0.85
+    assert len(result.heads) == 2
+    sides = {head.side: head for head in result.heads}
+    assert set(sides) == {"left", "right"}
+    # LPS +x is the patient's left: the head at HEAD_CENTRE_MM is the left one.
+    assert np.allclose(sides["left"].centre_mm, HEAD_CENTRE_MM, atol=4.0)
+    assert np.allclose(sides["right"].centre_mm, right_centre, atol=4.0)
+    assert sides["left"].necrosis_voxels == pytest.approx(sides["right"].necrosis_voxels, rel=0.1)
+    assert sides["left"].head_voxels + sides["right"].head_voxels == np.count_nonzero(predicted)
+
+
+def test_unilateral_scan_has_one_head_without_a_side():
+    image, _ = phantom(DIRECTIONS["axial"])
+    result = segment(image)
+    assert len(result.heads) == 1 and result.heads[0].side is None

@@ -218,3 +218,23 @@ def test_requested_accelerator_that_is_missing_is_refused(tiny_model_dir, tmp_pa
     argv = ["segment", str(input_path), "-o", str(tmp_path / "o"), "--model", str(tiny_model_dir)]
     assert main([*argv, "--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_bilateral_heads_are_graded_per_side_in_report_and_summary():
+    from onfh.commands.segment import _summary_row, hip_reports
+    from onfh.grading import grade_from_voxel_counts
+    from onfh.inference import HeadResult
+
+    spacing = (1.0, 1.0, 2.0)
+    heads = [
+        HeadResult((60.0, 0.0, 0.0), (60.0, 0.0, 0.0), head_voxels=1000, necrosis_voxels=400, side="left"),
+        HeadResult((-60.0, 0.0, 0.0), (-60.0, 0.0, 0.0), head_voxels=1000, necrosis_voxels=50, side="right"),
+    ]
+    assert hip_reports(heads[:1], spacing) is None
+    hips = hip_reports(heads, spacing)
+    assert [(h["side"], h["steinberg_grade"]) for h in hips] == [("left", "C"), ("right", "A")]
+    assert hips[0]["femoral_head_volume_ml"] == pytest.approx(2.0)
+    combined = grade_from_voxel_counts(2000, 450, spacing).to_dict()
+    case_json = {**combined, "hips": hips, "outputs": {"segmentation": "a.seg.nrrd", "report": "a.json"}}
+    row = _summary_row("a", "a.nii.gz", case_json, 1.0)
+    assert row["hips"] == "left C 40.0 %; right A 5.0 %"

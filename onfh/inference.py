@@ -1,13 +1,14 @@
 """Two-stage inference: find the femoral head coarsely, segment a crop finely, map back.
 
 1. Localise: the whole field of view on a coarse axis-aligned grid through the small
-   localiser; the largest head component's centroid is the crop centre.
+   localiser; each head component's centroid is a crop centre (two heads in a bilateral
+   scan, the second only if it is about as large as the first).
 2. Segment: a crop at the model's spacing around that centre through the segmenter.
    When the head reaches the crop's margin (localisation was off) the crop is re-centred
    on the segmented head once.
 3. Map back: class probabilities are linearly interpolated onto the input's own grid
    (only the part the crop covers), then arg-maxed; the largest connected head component
-   is kept, so necrosis exists only inside the head.
+   of each crop is kept, so necrosis exists only inside a head.
 
 The result overlays the input exactly in physical space, whatever its direction matrix.
 """
@@ -31,6 +32,19 @@ ProgressCallback = Callable[[str, float], None]
 MIN_HEAD_VOLUME_MM3 = 1000.0  # a 12 mm ball: anything smaller is not a femoral head
 MIN_FIELD_OF_VIEW_MM = 32.0  # adult femoral heads are 42-50 mm across
 RECENTRE_SHIFT_MM = 3.0
+MAX_HEADS = 2  # a bilateral scan shows both hips
+SECOND_HEAD_FRACTION = 0.4
+
+
+@dataclass
+class HeadResult:
+    """One segmented femoral head (two in a bilateral scan)."""
+
+    centre_mm: tuple[float, float, float]  # localiser's estimate (LPS, mm)
+    crop_centre_mm: tuple[float, float, float]  # centre of the crop finally segmented
+    head_voxels: int  # labels 1 and 2 on the input grid
+    necrosis_voxels: int  # label 2 on the input grid
+    side: str | None = None  # "left"/"right" when two heads tell the sides apart
 
 
 @dataclass
@@ -38,9 +52,10 @@ class InferenceResult:
     """A label image on the input grid plus what happened on the way."""
 
     label: sitk.Image  # uint8, 0/1/2, same geometry as the input
-    head_centre_mm: tuple[float, float, float]  # localiser's estimate (LPS, mm)
-    crop_centre_mm: tuple[float, float, float]  # centre of the crop finally segmented
+    head_centre_mm: tuple[float, float, float]  # first (largest) head, localiser's estimate
+    crop_centre_mm: tuple[float, float, float]  # its crop's centre as finally segmented
     timings_s: dict[str, float] = field(default_factory=dict)
+    heads: list[HeadResult] = field(default_factory=list)
 
 
 def run_network(network: Any, array: np.ndarray, device: Any) -> np.ndarray:
@@ -83,22 +98,48 @@ def require_field_of_view(image: sitk.Image, min_extent_mm: float = MIN_FIELD_OF
         )
 
 
-def localise_head(
-    probabilities: np.ndarray, grid: sitk.Image, min_volume_mm3: float = MIN_HEAD_VOLUME_MM3
-) -> np.ndarray:
-    """Centroid (x, y, z mm) of the largest head component of the localiser's output.
+def localise_heads(
+    probabilities: np.ndarray,
+    grid: sitk.Image,
+    min_volume_mm3: float = MIN_HEAD_VOLUME_MM3,
+    max_heads: int = MAX_HEADS,
+) -> list[np.ndarray]:
+    """Centroids (x, y, z mm) of the femoral heads in the localiser's output, largest first.
+
+    A further component counts as a head only if it is at least ``SECOND_HEAD_FRACTION``
+    of the largest one's volume (the contralateral head of a bilateral scan is about
+    the same size; fragments and false positives are much smaller).
 
     Raises:
         OnfhError: no femoral head (or only a fragment smaller than ``min_volume_mm3``).
     """
-    head = largest_component(np.argmax(probabilities, axis=0) > 0)
-    volume_mm3 = float(head.sum()) * float(np.prod(grid.GetSpacing()))
-    if volume_mm3 < min_volume_mm3:
+    mask = np.argmax(probabilities, axis=0) > 0
+    voxel_mm3 = float(np.prod(grid.GetSpacing()))
+    components = sitk.RelabelComponent(
+        sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))), sortByObjectSize=True
+    )
+    labels = sitk.GetArrayViewFromImage(components)
+    sizes = np.bincount(labels.ravel())[1:] if mask.any() else np.zeros(0, dtype=int)
+    largest_mm3 = float(sizes[0]) * voxel_mm3 if sizes.size else 0.0
+    if largest_mm3 < min_volume_mm3:
         raise OnfhError(
-            f"no femoral head found in the field of view (largest candidate {volume_mm3:.0f} mm3); "
+            f"no femoral head found in the field of view (largest candidate {largest_mm3:.0f} mm3); "
             "is this a hip MRI?"
         )
-    return mask_centroid_mm(head, grid)
+    centres = []
+    for index, size in enumerate(sizes[:max_heads]):
+        volume_mm3 = float(size) * voxel_mm3
+        if volume_mm3 < max(min_volume_mm3, SECOND_HEAD_FRACTION * largest_mm3):
+            break
+        centres.append(mask_centroid_mm(labels == index + 1, grid))
+    return centres
+
+
+def localise_head(
+    probabilities: np.ndarray, grid: sitk.Image, min_volume_mm3: float = MIN_HEAD_VOLUME_MM3
+) -> np.ndarray:
+    """Centroid (x, y, z mm) of the largest head component of the localiser's output."""
+    return localise_heads(probabilities, grid, min_volume_mm3, max_heads=1)[0]
 
 
 def _crop_label(probabilities: np.ndarray) -> np.ndarray:
@@ -194,7 +235,10 @@ class Segmenter:
         self.device = device
 
     def segment(self, image: sitk.Image, progress: Optional[ProgressCallback] = None) -> InferenceResult:
-        """Segment the femoral head and necrosis of ``image``; the label shares its grid.
+        """Segment the femoral head(s) and necrosis of ``image``; the label shares its grid.
+
+        Each head the localiser finds (two in a bilateral scan) gets its own crop; the
+        largest connected component of each crop's result is kept.
 
         Raises:
             OnfhError: no femoral head in the field of view.
@@ -209,49 +253,81 @@ class Segmenter:
             timings[name] = round(timings.get(name, 0.0) + now - clock, 4)
             clock = now
 
+        localiser = self.config["localiser"]
         report("localise", 0.0)
-        require_field_of_view(
-            image, float(self.config["localiser"].get("min_field_of_view_mm", MIN_FIELD_OF_VIEW_MM))
-        )
+        require_field_of_view(image, float(localiser.get("min_field_of_view_mm", MIN_FIELD_OF_VIEW_MM)))
         coarse, coarse_grid = localiser_input(image, self.config, cover_field_of_view=True)
         lap("localiser_preprocess_s")
         coarse_probabilities = run_network(self.model.localiser, coarse, self.device)
         lap("localiser_network_s")
-        min_volume = float(self.config["localiser"].get("min_head_volume_mm3", MIN_HEAD_VOLUME_MM3))
-        head_centre = localise_head(coarse_probabilities, coarse_grid, min_volume)
+        centres = localise_heads(
+            coarse_probabilities,
+            coarse_grid,
+            min_volume_mm3=float(localiser.get("min_head_volume_mm3", MIN_HEAD_VOLUME_MM3)),
+            max_heads=int(localiser.get("max_heads", MAX_HEADS)),
+        )
         lap("localise_s")
 
+        label_array = np.zeros(image.GetSize()[::-1], dtype=np.uint8)
+        heads = []
+        for number, head_centre in enumerate(centres):
+            share = 0.1 + 0.8 * number / len(centres)
+            report("segment", share)
+            probabilities, crop_grid, crop_centre = self._segment_crop(image, head_centre, lap)
+            report("resample", share + 0.6 / len(centres))
+            head_label = keep_largest_head(probabilities_to_label(probabilities, crop_grid, image))
+            lap("map_back_s")
+            if not head_label.any():
+                continue
+            np.maximum(label_array, head_label, out=label_array)
+            heads.append(
+                HeadResult(
+                    centre_mm=tuple(float(v) for v in head_centre),
+                    crop_centre_mm=tuple(float(v) for v in crop_centre),
+                    head_voxels=int(np.count_nonzero(head_label)),
+                    necrosis_voxels=int(np.count_nonzero(head_label == 2)),
+                )
+            )
+        if not heads:
+            raise OnfhError("no femoral head found: the segmenter found nothing around the localised hip")
+        if len(heads) == 2:
+            # LPS: +x points to the patient's left, so the head with the larger x is the left one.
+            by_x = sorted(heads, key=lambda h: h.centre_mm[0])
+            by_x[0].side, by_x[1].side = "right", "left"
+        label = sitk.GetImageFromArray(label_array)
+        label.CopyInformation(image)
+        report("segment_done", 1.0)
+        return InferenceResult(
+            label=label,
+            head_centre_mm=heads[0].centre_mm,
+            crop_centre_mm=heads[0].crop_centre_mm,
+            timings_s=timings,
+            heads=heads,
+        )
+
+    def _segment_crop(self, image: sitk.Image, centre_mm: np.ndarray, lap: Callable[[str], None]):
+        """Segmenter probabilities on a crop around ``centre_mm``, re-centred once if the head is cut.
+
+        Returns:
+            ``(probabilities [C, z, y, x], crop grid, crop centre mm)``.
+        """
         section = self.config["segmenter"]
-        margin_vox = [
-            int(np.ceil(float(section.get("crop_margin_mm", 0.0)) / s)) for s in section["spacing_mm"]
-        ]
-        centre = head_centre
+        margin_mm = float(section.get("crop_margin_mm", 0.0))
+        margin_vox = [int(np.ceil(margin_mm / s)) for s in section["spacing_mm"]]
+        centre = np.asarray(centre_mm, dtype=float)
         for attempt in range(2):
-            report("segment", 0.2 + 0.3 * attempt)
             crop, crop_grid = segmenter_crop(image, centre, self.config)
             lap("segmenter_preprocess_s")
             probabilities = run_network(self.model.segmenter, crop, self.device)
             lap("segmenter_network_s")
+            if attempt == 1:
+                break
             crop_head = _crop_label(probabilities) > 0
-            if attempt == 1 or not _needs_recentre(crop_head, margin_vox):
+            if not _needs_recentre(crop_head, margin_vox):
                 break
             new_centre = mask_centroid_mm(crop_head, crop_grid)
+            lap("segmenter_postprocess_s")
             if np.linalg.norm(new_centre - centre) < RECENTRE_SHIFT_MM:
                 break
             centre = new_centre
-            lap("segmenter_postprocess_s")
-
-        report("resample", 0.8)
-        label_array = keep_largest_head(probabilities_to_label(probabilities, crop_grid, image))
-        if not label_array.any():
-            raise OnfhError("no femoral head found: the segmenter found nothing around the localised hip")
-        label = sitk.GetImageFromArray(label_array)
-        label.CopyInformation(image)
-        lap("map_back_s")
-        report("segment_done", 1.0)
-        return InferenceResult(
-            label=label,
-            head_centre_mm=tuple(float(v) for v in head_centre),
-            crop_centre_mm=tuple(float(v) for v in centre),
-            timings_s=timings,
-        )
+        return probabilities, crop_grid, centre

@@ -29,6 +29,7 @@ SUMMARY_COLUMNS = (
     "necrosis_ratio",
     "steinberg_grade",
     "borderline",
+    "hips",
     "seconds",
     "segmentation",
     "report",
@@ -184,6 +185,7 @@ def segment_case(
     result = segmenter.segment(image, progress=lambda stage, f: report(stage, 0.05 + 0.85 * f))
     label_array = sitk.GetArrayViewFromImage(result.label)
     grade = grade_label_map(label_array, image.GetSpacing())
+    hips = hip_reports(result.heads, image.GetSpacing())
     report("write", 0.9)
     write_start = time.perf_counter()
     paths = output_paths(outdir, case, label_map)
@@ -207,6 +209,7 @@ def segment_case(
             timings_s=timings,
             head_centre_mm=[round(v, 3) for v in result.head_centre_mm],
             outputs={key: path.name for key, path in paths.items()},
+            **({"hips": hips} if hips else {}),
             **(extra or {}),
         )
         write_text_atomic(paths["report"], json.dumps(case_json, indent=2) + "\n")
@@ -216,6 +219,34 @@ def segment_case(
         raise
     report("done", 1.0)
     return case_json
+
+
+def hip_reports(heads: list, spacing_mm) -> list[dict[str, Any]] | None:
+    """Per-side volumes, ratio and grade when a bilateral scan showed two heads, else ``None``.
+
+    The top-level report grades all head voxels together (as ``onfh grade`` does for the
+    label file); a surgeon needs each hip on its own.
+    """
+    from onfh.grading import grade_from_voxel_counts
+
+    if len(heads) < 2:
+        return None
+    return [
+        {
+            "side": head.side,
+            "centre_mm": [round(v, 3) for v in head.centre_mm],
+            **grade_from_voxel_counts(head.head_voxels, head.necrosis_voxels, spacing_mm).to_dict(),
+        }
+        for head in heads
+    ]
+
+
+def _hips_text(case_json: dict) -> str:
+    return "; ".join(
+        f"{hip['side']} {hip['steinberg_grade'] or 'n/a'}"
+        + ("" if hip["necrosis_ratio"] is None else f" {100 * hip['necrosis_ratio']:.1f} %")
+        for hip in case_json.get("hips") or []
+    )
 
 
 def _summary_row(case: str, input_path: str, case_json: dict | None, seconds: float, error: str = "") -> dict:
@@ -232,6 +263,7 @@ def _summary_row(case: str, input_path: str, case_json: dict | None, seconds: fl
         necrosis_ratio="" if ratio is None else f"{ratio:.4f}",
         steinberg_grade=case_json.get("steinberg_grade") or "",
         borderline=str(bool(case_json.get("borderline"))).lower(),
+        hips=_hips_text(case_json),
         segmentation=case_json["outputs"]["segmentation"],
         report=case_json["outputs"]["report"],
         error=case_json.get("reason") or "",
@@ -273,6 +305,8 @@ def _format_result(case: str, case_json: dict) -> str:
     ratio_text = "n/a" if ratio is None else f"{100 * ratio:.1f} %"
     grade = case_json.get("steinberg_grade") or "n/a"
     flag = " (borderline)" if case_json.get("borderline") else ""
+    if case_json.get("hips"):
+        flag += f" | per hip: {_hips_text(case_json)}"
     return (
         f"{case}: head {case_json['femoral_head_volume_ml']:.2f} mL, necrosis "
         f"{case_json['necrosis_volume_ml']:.2f} mL, ratio {ratio_text}, grade {grade}{flag} "
