@@ -150,8 +150,3 @@ class Canvas:
             alpha *= within[1]
         self.paint(box, alpha, value, tissue_id)
         return box, sdf
-
-
-def clip_box(grid: Grid, frame: Frame, low_mm, high_mm) -> Box | None:
-    """Shortcut for :func:`box_for_local_bounds`."""
-    return box_for_local_bounds(grid, frame, np.asarray(low_mm), np.asarray(high_mm))

@@ -52,11 +52,6 @@ class Grid:
         """Width of the partial-volume ramp: a voxel's mean extent across a random surface."""
         return 0.5 * float(sum(self.spacing_mm))
 
-    @property
-    def coarse_error_mm(self) -> float:
-        """Largest distance from a voxel centre to its stride-2 coarse sample (one voxel per axis)."""
-        return float(np.sqrt(np.sum(np.square(self.spacing_mm))))
-
     def world_to_index(self, points_mm: np.ndarray) -> np.ndarray:
         """Continuous (x, y, z) indices of world points (N x 3)."""
         inverse = np.linalg.inv(self.index_to_world)
@@ -102,10 +97,6 @@ class Frame:
 
     origin_mm: np.ndarray
     axes: np.ndarray
-
-    def to_local(self, points_mm: np.ndarray) -> np.ndarray:
-        """Local coordinates of world points (N x 3)."""
-        return (np.asarray(points_mm, dtype=float) - self.origin_mm) @ self.axes.T
 
     def to_world(self, local_mm: np.ndarray) -> np.ndarray:
         """World coordinates of local points (N x 3)."""
@@ -172,18 +163,6 @@ def local_coords_box(grid: Grid, frame: Frame, box: Box, stride: int = 1) -> tup
         plane = (a[row, 0] * ix)[None, :] + (a[row, 1] * iy)[:, None] + np.float32(b[row])
         coords.append(plane[None, :, :] + (a[row, 2] * iz)[:, None, None])
     return tuple(c.astype(np.float32, copy=False) for c in coords)
-
-
-def local_coords_points(
-    grid: Grid, frame: Frame, iz: np.ndarray, iy: np.ndarray, ix: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """Local (u, v, w) float32 coordinates of scattered voxels given by index arrays."""
-    a, b = frame.affine_from_index(grid)
-    fx, fy, fz = (np.asarray(i, dtype=np.float32) for i in (ix, iy, iz))
-    return tuple(
-        (a[row, 0] * fx + a[row, 1] * fy + a[row, 2] * fz + np.float32(b[row])).astype(np.float32)
-        for row in range(3)
-    )
 
 
 def rotation_matrix(axis: np.ndarray, angle_rad: float) -> np.ndarray:

@@ -15,8 +15,6 @@ from typing import Callable
 
 import numpy as np
 
-Coords = tuple[np.ndarray, np.ndarray, np.ndarray]
-
 
 def _f32(value: float) -> np.float32:
     return np.float32(value)
