@@ -49,11 +49,12 @@ def _log_bias(coefficients: np.ndarray, x, y, z):
     )
 
 
-def sample_bias(rng: np.random.Generator, size_xyz: tuple[int, int, int]) -> BiasField:
-    """A random smooth field whose max/min ratio across the volume is 1.2-1.4 squared-ish.
+def sample_bias(rng: np.random.Generator) -> BiasField:
+    """A random smooth field varying by +-A about its mid value, A in [0.2, 0.4].
 
-    The peak-to-trough range of the bias is drawn in [0.2, 0.4] (as a fraction of its mean,
-    on each side), matching surface-coil shading of a hip FOV.
+    Max/min across the volume is (1 + A) / (1 - A) (log-symmetric), like the surface-coil
+    shading of a hip field of view. The field lives on normalised image coordinates, so it
+    spans any grid.
     """
     coefficients = rng.normal(size=9)
     coefficients[3:] *= 0.6

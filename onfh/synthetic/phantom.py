@@ -190,7 +190,7 @@ class _Acquired:
 
 def _acquire(clean: np.ndarray, values: dict, rng: np.random.Generator, overrides) -> _Acquired:
     """Bias field, Rician noise at SNR 15-60 (relative to fatty marrow), scale and offset."""
-    bias = noise.sample_bias(rng, clean.shape[::-1])
+    bias = noise.sample_bias(rng)
     drawn_snr = float(rng.uniform(15.0, 60.0))
     snr = float(overrides.get("snr") or drawn_snr)
     fat_units = float(rng.uniform(400.0, 3000.0))
