@@ -63,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="plain: progress bar on stderr; json: one JSON object per line on stdout",
     )
     parser.add_argument("--label-map", action="store_true", help="also write <case>_label.nii.gz")
+    parser.add_argument(
+        "--series", metavar="UID", help="DICOM series to read from input folders that hold several"
+    )
     parser.set_defaults(func=run)
 
 
@@ -118,13 +121,18 @@ def load_segmenter(model_dir: str | None, device_name: str):
     return Segmenter(model, folder.config, device), folder, describe_device(device)
 
 
-def read_input(path: str | Path):
-    """Read an input MRI as float32 and refuse unusable intensities (NaN/Inf, constant)."""
+def read_input(path: str | Path, series_uid: str | None = None):
+    """Read an input MRI as float32 and refuse unusable intensities (NaN/Inf, constant).
+
+    Args:
+        path: image file or DICOM series folder.
+        series_uid: which DICOM series a folder holding several should give.
+    """
     import SimpleITK as sitk
 
     from onfh.imageio import read_image, require_usable_intensities
 
-    image = read_image(path)
+    image = read_image(path, series_uid=series_uid if Path(path).is_dir() else None)
     if image.GetPixelID() != sitk.sitkFloat32:
         image = sitk.Cast(image, sitk.sitkFloat32)
     require_usable_intensities(sitk.GetArrayViewFromImage(image), path)
@@ -150,6 +158,7 @@ def segment_case(
     image=None,
     case: str | None = None,
     extra: dict[str, Any] | None = None,
+    series_uid: str | None = None,
 ) -> dict[str, Any]:
     """Segment one input and write its outputs; return the per-case JSON report.
 
@@ -167,6 +176,7 @@ def segment_case(
         image: the image already in memory (else read from ``input_path``).
         case: case name (else derived from ``input_path``).
         extra: further top-level report fields (``onfh demo`` adds the truth).
+        series_uid: DICOM series to read when ``input_path`` is a folder holding several.
     """
     import SimpleITK as sitk
 
@@ -180,7 +190,7 @@ def segment_case(
     start = time.perf_counter()
     report("read", 0.0)
     if image is None:
-        image = read_input(input_path)
+        image = read_input(input_path, series_uid)
     read_s = time.perf_counter() - start
     result = segmenter.segment(image, progress=lambda stage, f: report(stage, 0.05 + 0.85 * f))
     label_array = sitk.GetArrayViewFromImage(result.label)
@@ -339,6 +349,7 @@ def run(args: argparse.Namespace) -> int:
                 label_map=args.label_map,
                 progress=progress.update,
                 case=case,
+                series_uid=args.series,
             )
         except (OnfhError, MemoryError, OSError, RuntimeError, ValueError) as error:
             # One bad case must not stop a batch of hundreds: report it and go on.
