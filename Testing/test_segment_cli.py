@@ -280,3 +280,29 @@ def test_dicom_series_folders_are_read_and_several_series_need_a_choice(tiny_mod
     argv = ["segment", str(folder), "-o", str(tmp_path / "out3"), "--model", str(tiny_model_dir)]
     assert main([*argv, "--series", "1.2.826.0.1.3680043.2.1125.8"]) == 0
     assert (tmp_path / "out3" / "patient_17.seg.nrrd").is_file()
+
+
+def test_device_choice_and_thread_count(monkeypatch):
+    import torch
+
+    from onfh.devices import available_cpu_count, configure_cpu_threads, describe_device, resolve_device
+    from onfh.errors import OnfhError
+
+    expected = "cuda" if torch.cuda.is_available() else None
+    device = resolve_device("auto")
+    assert device.type in ("cpu", "cuda", "mps") and (expected is None or device.type == expected)
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(OnfhError, match="unknown device"):
+        resolve_device("tpu")
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("ONFH_NUM_THREADS", "1")
+        assert configure_cpu_threads() == 1 and torch.get_num_threads() == 1
+        assert describe_device(torch.device("cpu")) == "cpu (1 thread)"
+        monkeypatch.setenv("ONFH_NUM_THREADS", "many")
+        with pytest.raises(OnfhError, match="not a whole number"):
+            configure_cpu_threads()
+        monkeypatch.delenv("ONFH_NUM_THREADS")
+        assert 1 <= configure_cpu_threads() <= available_cpu_count()
+    finally:
+        torch.set_num_threads(before)

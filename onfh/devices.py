@@ -90,5 +90,6 @@ def describe_device(device) -> str:
     if kind == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if kind == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
     return kind
