@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onfh.synthetic.noise import add_rician_noise, apply_bias, sample_bias, to_scanner_units
+from onfh.synthetic.noise import add_rician_noise, apply_bias, point_spread, sample_bias, to_scanner_units
 
 
 def test_rician_noise_has_a_rayleigh_floor_and_unbiased_bright_signal():
@@ -38,3 +38,16 @@ def test_scanner_units_round_and_clip_to_int16():
     out = to_scanner_units(values, scale=100.0, offset=3.0)
     assert out.dtype == np.int16
     assert out.ravel().tolist() == [3, 53, 103, 32767]
+
+
+def test_point_spread_blurs_an_edge_and_keeps_flat_regions():
+    step = np.zeros((8, 8, 16), dtype=np.float32)
+    step[..., 8:] = 1.0
+    blurred = step.copy()
+    point_spread(blurred, 0.15)
+    # Flat regions stay flat (the kernel sums to one); the edge spreads over its neighbours.
+    assert np.allclose(blurred[2:-2, 2:-2, 2:6], 0.0) and np.allclose(blurred[2:-2, 2:-2, 10:14], 1.0)
+    assert blurred[4, 4, 7] == pytest.approx(0.15) and blurred[4, 4, 8] == pytest.approx(0.85)
+    untouched = step.copy()
+    point_spread(untouched, 0.0)
+    assert np.array_equal(untouched, step)

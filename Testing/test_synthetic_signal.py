@@ -62,6 +62,7 @@ def test_rendered_phantom_has_the_physical_tissue_order_before_noise():
         mid_tissues=True,
         noise=False,
         bias=False,
+        blur=False,
         band_mm=3.0,
         band_fade=0.0,
         ratio=0.35,
@@ -80,7 +81,13 @@ def test_rendered_phantom_has_the_physical_tissue_order_before_noise():
 
 def test_partial_volume_at_boundaries_no_hard_edges():
     case = generate_case(
-        5, spacing_mm=(1.2, 1.2, 1.2), size=(112, 112, 96), noise=False, bias=False, tissue_map=True
+        5,
+        spacing_mm=(1.2, 1.2, 1.2),
+        size=(112, 112, 96),
+        noise=False,
+        bias=False,
+        blur=False,
+        tissue_map=True,
     )
     image = sitk.GetArrayFromImage(case.image).astype(float)
     label = sitk.GetArrayFromImage(case.label)

@@ -106,7 +106,7 @@ def write_preview(
     title: str = "",
     prediction: sitk.Image | None = None,
 ) -> Path:
-    """Write a PNG of the mid-coronal and mid-sagittal slices with label contours.
+    """Write a PNG of the mid-coronal and mid-sagittal slices, plain and with label contours.
 
     Args:
         image: the MRI.
@@ -125,26 +125,32 @@ def write_preview(
     from matplotlib.lines import Line2D
 
     cuts = preview_slices(image, label, prediction)
-    figure = Figure(figsize=(10.5, 5.6), dpi=110, facecolor="black")
-    half = HALF_WIDTH_MM
+    figure = Figure(figsize=(9.0, 9.6), dpi=100, facecolor="black")
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.06, top=0.9, wspace=0.04, hspace=0.1)
     panels = (
         ("coronal", cuts.coronal, cuts.coronal_labels, cuts.coronal_prediction, ("R", "L")),
         ("sagittal", cuts.sagittal, cuts.sagittal_labels, cuts.sagittal_prediction, ("A", "P")),
     )
     window = np.concatenate([cuts.coronal.ravel(), cuts.sagittal.ravel()])
     low, high = np.percentile(window, [0.5, 99.5]) if window.size else (0.0, 1.0)
-    for column, (name, pixels, labels, predicted, (left, right)) in enumerate(panels):
-        axes = figure.add_subplot(1, 2, column + 1)
-        extent = (-half, half, -half, half)
-        axes.imshow(pixels, cmap="gray", vmin=low, vmax=max(high, low + 1e-6), origin="lower", extent=extent)
-        _contours(axes, labels, extent, TRUTH_STYLE)
-        if predicted is not None:
-            _contours(axes, predicted, extent, PREDICTION_STYLE)
-        axes.set_title(f"mid-{name}", color="white", fontsize=10)
-        axes.set_axis_off()
-        for x, text in ((0.02, left), (0.98, right)):
-            axes.text(x, 0.5, text, color="white", transform=axes.transAxes, ha="center", va="center")
-        axes.text(0.5, 0.98, "S", color="white", transform=axes.transAxes, ha="center", va="top")
+    extent = (-HALF_WIDTH_MM, HALF_WIDTH_MM, -HALF_WIDTH_MM, HALF_WIDTH_MM)
+    # Top row: the image alone (the thin reactive band is easy to hide under a contour);
+    # bottom row: the same slices with the contours.
+    for column, (name, pixels, labels, predicted, sides) in enumerate(panels):
+        for row in range(2):
+            axes = figure.add_subplot(2, 2, 2 * row + column + 1)
+            axes.imshow(
+                pixels, cmap="gray", vmin=low, vmax=max(high, low + 1e-6), origin="lower", extent=extent
+            )
+            if row:
+                _contours(axes, labels, extent, TRUTH_STYLE)
+                if predicted is not None:
+                    _contours(axes, predicted, extent, PREDICTION_STYLE)
+            axes.set_title(f"mid-{name}" + (" with contours" if row else ""), color="white", fontsize=10)
+            axes.set_axis_off()
+            for x, text in ((0.03, sides[0]), (0.97, sides[1])):
+                axes.text(x, 0.5, text, color="white", transform=axes.transAxes, ha="center", va="center")
+            axes.text(0.5, 0.97, "S", color="white", transform=axes.transAxes, ha="center", va="top")
     handles = [Line2D([], [], color=c, linestyle=s, label=f"truth {k}") for k, (c, s) in TRUTH_STYLE.items()]
     if prediction is not None:
         handles += [

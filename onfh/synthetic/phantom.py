@@ -33,6 +33,7 @@ OVERRIDES = (
     "snr",
     "noise",
     "bias",
+    "blur",
     "oedema",
     "effusion",
     "lesion_shape",
@@ -101,7 +102,7 @@ def generate_case(
         bilateral: both hips in a wide field of view (both heads labelled).
         **overrides: fix a random choice: ``ratio`` (0-1), ``side`` ("left"/"right"),
             ``orientation`` (axial/coronal/oblique), ``protocol`` (:class:`signal.Protocol`),
-            ``snr``, ``noise`` / ``bias`` (False to skip), ``oedema``, ``effusion``,
+            ``snr``, ``noise`` / ``bias`` / ``blur`` (False to skip), ``oedema``, ``effusion``,
             ``lesion_shape`` ("cap"/"wedge"), ``band_mm``, ``band_fade`` (0-1),
             ``head_diameter_mm``, ``mid_tissues`` (True: mid-range tissue parameters),
             ``tissue_map`` (True: fill ``tissues``).
@@ -186,17 +187,20 @@ class _Acquired:
     scale: float
     offset: float
     bias: noise.BiasField | None
+    psf_weight: float
 
 
 def _acquire(clean: np.ndarray, values: dict, rng: np.random.Generator, overrides) -> _Acquired:
-    """Bias field, Rician noise at SNR 15-60 (relative to fatty marrow), scale and offset."""
+    """Point spread, bias field, Rician noise at SNR 15-60 (relative to fatty marrow), scale, offset."""
     bias = noise.sample_bias(rng)
+    psf_weight = float(rng.uniform(0.0, 0.15)) if overrides.get("blur", True) else 0.0
     drawn_snr = float(rng.uniform(15.0, 60.0))
     snr = float(overrides.get("snr") or drawn_snr)
     fat_units = float(rng.uniform(400.0, 3000.0))
     scale = fat_units / max(values["fat"], 1e-6)
     offset = float(rng.uniform(0.0, 0.03) * fat_units)
     signal_array = clean
+    noise.point_spread(signal_array, psf_weight)
     if overrides.get("bias", True):
         noise.apply_bias(signal_array, bias)
     if overrides.get("noise", True):
@@ -207,6 +211,7 @@ def _acquire(clean: np.ndarray, values: dict, rng: np.random.Generator, override
         scale,
         offset,
         bias if overrides.get("bias", True) else None,
+        psf_weight,
     )
 
 
@@ -243,6 +248,7 @@ def _info(
         "intensity_scale": round(acquired.scale, 3),
         "intensity_offset": round(acquired.offset, 3),
         "bias": None if acquired.bias is None else acquired.bias.to_dict(),
+        "psf_weight": round(acquired.psf_weight, 4),
         **index_hip.femur.summary(),
         **(index_hip.lesion.summary() if index_hip.lesion else {}),
         **distractors.summary(),
