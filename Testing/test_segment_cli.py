@@ -306,3 +306,46 @@ def test_device_choice_and_thread_count(monkeypatch):
         assert 1 <= configure_cpu_threads() <= available_cpu_count()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_case_that_fails_while_writing_leaves_no_partial_files(tiny_model_dir, tmp_path, capsys):  # noqa: F811
+    input_path, _ = write_phantom(tmp_path / "hip.nii.gz")
+    out = tmp_path / "out"
+    (out / "hip.json").mkdir(parents=True)  # the report cannot be written: a folder has its name
+    argv = ["segment", str(input_path), "-o", str(out), "--model", str(tiny_model_dir), "--label-map"]
+    assert main(argv) == 1
+    assert "onfh: error:" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["hip.json", "summary.csv"]
+    assert not any(out.glob(".*partial*"))
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert rows[0]["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_installed_model_accuracy_on_unseen_synthetic_cases(tmp_path):
+    """The issue's bar on 10 unseen phantoms (new seeds, mixed geometry): median Dice >= 0.95 / 0.85."""
+    from onfh.errors import OnfhError
+    from onfh.modelfolder import default_model_dir
+    from onfh.synthetic import generate_case
+
+    try:
+        default_model_dir()
+    except OnfhError:
+        pytest.skip("no default model installed yet")
+    geometries = [((0.7, 0.7, 1.0), (256, 256, 120)), ((0.8, 0.8, 1.5), (224, 224, 80)), (None, None)]
+    truths = {}
+    for index in range(10):
+        spacing, size = geometries[index % len(geometries)]
+        case = generate_case(910_000 + index, spacing_mm=spacing, size=size)
+        path = tmp_path / "in" / f"unseen_{index}.nii.gz"
+        path.parent.mkdir(exist_ok=True)
+        sitk.WriteImage(case.image, str(path))
+        truths[f"unseen_{index}"] = sitk.GetArrayFromImage(case.label)
+    assert main(["segment", *map(str, sorted((tmp_path / "in").iterdir())), "-o", str(tmp_path / "out")]) == 0
+    head_dice, necrosis_dice = [], []
+    for case, truth in truths.items():
+        predicted = read_segmentation(tmp_path / "out" / f"{case}.seg.nrrd")
+        head_dice.append(dice(predicted.head_mask, truth > 0))
+        necrosis_dice.append(dice(predicted.necrosis_mask, truth == 2))
+    assert np.median(head_dice) >= 0.95, head_dice
+    assert np.median(necrosis_dice) >= 0.85, necrosis_dice
