@@ -91,9 +91,8 @@ def require_3d_scalar(image: sitk.Image, path: str | os.PathLike) -> sitk.Image:
     if image.GetDimension() != 3:
         raise OnfhError(f"{path}: expected a 3D image, got {image.GetDimension()}D of size {image.GetSize()}")
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise OnfhError(
-            f"{path}: expected a scalar image, got {image.GetNumberOfComponentsPerPixel()} components per voxel"
-        )
+        components = image.GetNumberOfComponentsPerPixel()
+        raise OnfhError(f"{path}: expected a scalar image, got {components} components per voxel")
     if min(image.GetSize()) < 2:
         raise OnfhError(f"{path}: expected a 3D image, got size {image.GetSize()}")
     return image
@@ -119,6 +118,7 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; outputs are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
