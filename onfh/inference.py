@@ -34,6 +34,7 @@ MIN_FIELD_OF_VIEW_MM = 32.0  # adult femoral heads are 42-50 mm across
 RECENTRE_SHIFT_MM = 3.0
 MAX_HEADS = 2  # a bilateral scan shows both hips
 SECOND_HEAD_FRACTION = 0.4
+MIN_HEAD_SEPARATION_MM = 100.0  # adult femoral head centres lie about 150-200 mm apart
 
 
 @dataclass
@@ -107,8 +108,9 @@ def localise_heads(
     """Centroids (x, y, z mm) of the femoral heads in the localiser's output, largest first.
 
     A further component counts as a head only if it is at least ``SECOND_HEAD_FRACTION``
-    of the largest one's volume (the contralateral head of a bilateral scan is about
-    the same size; fragments and false positives are much smaller).
+    of the largest one's volume and at least ``MIN_HEAD_SEPARATION_MM`` from every head
+    already found (the contralateral head of a bilateral scan is about the same size and
+    on the other side of the pelvis; fragments and false positives are neither).
 
     Raises:
         OnfhError: no femoral head (or only a fragment smaller than ``min_volume_mm3``).
@@ -126,12 +128,16 @@ def localise_heads(
             f"no femoral head found in the field of view (largest candidate {largest_mm3:.0f} mm3); "
             "is this a hip MRI?"
         )
-    centres = []
-    for index, size in enumerate(sizes[:max_heads]):
+    centres: list[np.ndarray] = []
+    for index, size in enumerate(sizes):
+        if len(centres) >= max_heads:
+            break
         volume_mm3 = float(size) * voxel_mm3
         if volume_mm3 < max(min_volume_mm3, SECOND_HEAD_FRACTION * largest_mm3):
             break
-        centres.append(mask_centroid_mm(labels == index + 1, grid))
+        centre = mask_centroid_mm(labels == index + 1, grid)
+        if all(np.linalg.norm(centre - other) >= MIN_HEAD_SEPARATION_MM for other in centres):
+            centres.append(centre)
     return centres
 
 
