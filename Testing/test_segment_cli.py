@@ -50,6 +50,10 @@ def bad_inputs(tmp_path) -> dict[str, Path]:
     array = rng.normal(size=(40, 40, 40)).astype(np.float32)
     array[3, 4, 5] = np.nan
     sitk.WriteImage(sitk.GetImageFromArray(array), str(paths["nan"]))
+    paths["inf"] = folder / "inf.nrrd"
+    array = rng.normal(size=(40, 40, 40)).astype(np.float32)
+    array[0, 0, 0] = np.inf
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(paths["inf"]))
     paths["tiny"] = folder / "tiny.nii.gz"
     sitk.WriteImage(
         sitk.GetImageFromArray(rng.normal(size=(20, 20, 20)).astype(np.float32)), str(paths["tiny"])
@@ -114,6 +118,7 @@ def test_batch_reports_every_bad_input_and_goes_on(tiny_model_dir, tmp_path, bad
         "series": "expected a 3D image",
         "constant": "constant",
         "nan": "NaN",
+        "inf": "infinite",
         "tiny": "too small to hold a femoral head",
         "empty": "not a readable image",
         "missing": "no such file",
