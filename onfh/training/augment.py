@@ -6,7 +6,8 @@ patch is re-drawn every iteration (issue 7: "robustness is built in, not hoped f
 - spatial: one resampling does the crop around the head with a random offset (so the
   segmenter tolerates localisation error), rotation (oblique scans), scaling (head size,
   spacing) and occasionally a light elastic warp; a left-right flip covers laterality;
-- intensity: bias field, gamma, Gaussian noise, low-resolution blur, scale and shift.
+- intensity: bias field, gamma, Gaussian noise, blur (thicker slices, other scanners);
+  after normalisation a small scale and shift.
 
 Intensity changes are applied to a positive copy of the patch; then voxels outside the
 scan's field of view are marked NaN and the patch goes through the same
@@ -39,8 +40,9 @@ class AugmentationSettings:
         scale: maximum relative scaling (0.15 = 0.85 to 1.15).
         elastic_probability: chance of a light elastic warp instead of a plain affine one.
         flip_probability: chance of a left-right flip.
-        bias_probability, gamma_probability, noise_probability, blur_probability,
-        scale_shift_probability: chance of each intensity change.
+        bias_probability, gamma_probability, noise_probability, blur_probability: chance
+            of each intensity change before normalisation.
+        scale_shift_probability: chance of a small scale and of a small shift after it.
     """
 
     rotate_deg: float = 20.0
@@ -105,8 +107,6 @@ def intensity_transform(settings: AugmentationSettings):
         RandBiasFieldd,
         RandGaussianNoised,
         RandGaussianSmoothd,
-        RandScaleIntensityd,
-        RandShiftIntensityd,
     )
 
     transforms = []
@@ -128,10 +128,26 @@ def intensity_transform(settings: AugmentationSettings):
         )
     if settings.noise_probability > 0:
         transforms.append(RandGaussianNoised(keys=IMAGE, std=0.06, prob=settings.noise_probability))
-    if settings.scale_shift_probability > 0:
-        transforms.append(RandScaleIntensityd(keys=IMAGE, factors=0.3, prob=settings.scale_shift_probability))
-        transforms.append(RandShiftIntensityd(keys=IMAGE, offsets=0.3, prob=settings.scale_shift_probability))
     return Compose(transforms)
+
+
+def residual_transform(settings: AugmentationSettings):
+    """Small scale and shift after normalisation.
+
+    Scaling or shifting raw intensities would be undone by the normalisation (it is
+    invariant to them); these mimic what it cannot undo: a different mix of tissues in
+    the crop moving its median and interquartile range.
+    """
+    from monai.transforms import Compose, RandScaleIntensityd, RandShiftIntensityd
+
+    if settings.scale_shift_probability <= 0:
+        return Compose([])
+    return Compose(
+        [
+            RandScaleIntensityd(keys=IMAGE, factors=0.15, prob=settings.scale_shift_probability),
+            RandShiftIntensityd(keys=IMAGE, offsets=0.15, prob=settings.scale_shift_probability),
+        ]
+    )
 
 
 class PatchAugmenter:
@@ -159,6 +175,7 @@ class PatchAugmenter:
         self.settings = settings
         self.spatial = spatial_transform(patch_size, jitter_voxels, settings)
         self.intensity = intensity_transform(settings)
+        self.residual = residual_transform(settings)
         self.normalise = normalise
 
     def __call__(
@@ -174,6 +191,7 @@ class PatchAugmenter:
         """
         self.spatial.set_random_state(seed=seed % (2**32))
         self.intensity.set_random_state(seed=(seed * 7919 + 1) % (2**32))
+        self.residual.set_random_state(seed=(seed * 104729 + 2) % (2**32))
         sample = self.spatial({IMAGE: image, LABEL: label, INSIDE: inside})
         out_image = np.asarray(_numpy(sample[IMAGE]), dtype=np.float32)
         out_label = np.rint(_numpy(sample[LABEL])).astype(np.uint8)
@@ -186,7 +204,10 @@ class PatchAugmenter:
             positive = np.maximum(out_image - floor, 0.0) + 1e-3
             out_image = np.asarray(_numpy(self.intensity({IMAGE: positive})[IMAGE]), dtype=np.float32)
         out_image = np.where(out_inside, out_image, np.float32(np.nan))
-        return np.asarray(self.normalise(out_image), dtype=np.float32), out_label
+        out_image = np.asarray(self.normalise(out_image), dtype=np.float32)
+        if self.residual.transforms:
+            out_image = np.asarray(_numpy(self.residual({IMAGE: out_image})[IMAGE]), dtype=np.float32)
+        return out_image, out_label
 
 
 def _numpy(value) -> np.ndarray:
