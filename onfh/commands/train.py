@@ -118,6 +118,12 @@ def register(subparsers) -> None:
         help="localiser inputs per step",
     )
     recipe.add_argument(
+        "--localiser-every",
+        type=int,
+        default=_DEFAULTS.localiser_every,
+        help="the localiser takes a step every this many iterations",
+    )
+    recipe.add_argument(
         "--jitter-mm",
         type=float,
         default=_DEFAULTS.jitter_mm,
@@ -166,6 +172,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
         localiser_spacing_mm=args.localiser_spacing_mm,
         localiser_size=args.localiser_size,
         localiser_filters=tuple(args.localiser_filters),
+        localiser_every=args.localiser_every,
         jitter_mm=args.jitter_mm,
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,

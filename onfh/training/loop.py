@@ -1,8 +1,9 @@
-"""The training loop: both stages, one optimiser step each per iteration.
+"""The training loop: both stages, each with its own optimiser.
 
 Every iteration draws a fresh augmented batch for the segmenter (head-centred crops with
-jitter) and for the localiser (the coarse field of view), takes one Dice + cross-entropy
-step for each, and follows a poly learning-rate schedule. Batches are a pure function of
+jitter) and, every ``localiser_every`` iterations, for the localiser (the coarse field of
+view), takes one Dice + cross-entropy step for each, and follows a poly learning-rate
+schedule. Batches are a pure function of
 ``(seed, stream, rank, iteration)``, so a run resumed from a checkpoint repeats exactly
 what the interrupted run would have done, whatever the number of loader workers.
 
@@ -112,21 +113,25 @@ class BatchSource:
             image, label = self.segmenter_augmenter(head.image, head.label, head.inside, seed)
             images.append(image)
             labels.append(label)
-        loc_images, loc_labels = [], []
-        for index in rng.integers(len(self.cases), size=self.recipe.localiser_batch_size):
-            case = self.cases[int(index)]
-            seed = int(rng.integers(2**31))
-            image, label = self.localiser_augmenter(
-                case.localiser_image, case.localiser_label, case.localiser_inside, seed
-            )
-            loc_images.append(image)
-            loc_labels.append(label)
+        localiser_image = localiser_label = None
+        if iteration % self.recipe.localiser_every == 0:
+            loc_images, loc_labels = [], []
+            for index in rng.integers(len(self.cases), size=self.recipe.localiser_batch_size):
+                case = self.cases[int(index)]
+                seed = int(rng.integers(2**31))
+                image, label = self.localiser_augmenter(
+                    case.localiser_image, case.localiser_label, case.localiser_inside, seed
+                )
+                loc_images.append(image)
+                loc_labels.append(label)
+            localiser_image = torch.from_numpy(np.stack(loc_images))
+            localiser_label = torch.from_numpy(np.stack(loc_labels).astype(np.int64))
         return {
             "iteration": int(iteration),
             "segmenter_image": torch.from_numpy(np.stack(images)),
             "segmenter_label": torch.from_numpy(np.stack(labels).astype(np.int64)),
-            "localiser_image": torch.from_numpy(np.stack(loc_images)),
-            "localiser_label": torch.from_numpy(np.stack(loc_labels).astype(np.int64)),
+            "localiser_image": localiser_image,  # None: the localiser skips this iteration
+            "localiser_label": localiser_label,
         }
 
 
@@ -362,14 +367,16 @@ def train(
             batch["segmenter_label"].to(device, non_blocking=True),
             scaler,
         )
-        localiser_loss = train_step(
-            networks["localiser"],
-            optimisers["localiser"],
-            loss_function,
-            batch["localiser_image"].to(device, non_blocking=True),
-            batch["localiser_label"].to(device, non_blocking=True),
-            scaler,
-        )
+        localiser_loss = None
+        if batch["localiser_image"] is not None:
+            localiser_loss = train_step(
+                networks["localiser"],
+                optimisers["localiser"],
+                loss_function,
+                batch["localiser_image"].to(device, non_blocking=True),
+                batch["localiser_label"].to(device, non_blocking=True),
+                scaler,
+            )
         done = iteration + 1
         validation = None
         if context.is_main:

@@ -29,7 +29,7 @@ class TrainingRecipe:
     """Everything that decides what a training run produces.
 
     Attributes:
-        iterations: optimiser steps (each steps both stages once).
+        iterations: optimiser steps of the segmenter.
         batch_size: segmenter patches per step and process.
         localiser_batch_size: localiser inputs per step and process.
         segmenter_spacing_mm: isotropic target spacing of the segmenter crop.
@@ -37,7 +37,10 @@ class TrainingRecipe:
         filters: segmenter DynUNet filters, one per level (5 levels in the reference study).
         localiser_spacing_mm: isotropic spacing of the localiser's coarse grid.
         localiser_size: localiser input edge in voxels.
-        localiser_filters: localiser DynUNet filters, one per level.
+        localiser_filters: localiser DynUNet filters, one per level (multiples of 16: CPU
+            convolutions with 8 channels are several times slower than with 16).
+        localiser_every: the localiser takes a step every this many iterations (its
+            coarse task converges long before the segmenter's).
         jitter_mm: maximum training offset of the crop centre from the true head centre.
         optimizer: ``adamw`` or ``sgd`` (Nesterov, momentum 0.99, as nnU-Net).
         learning_rate: initial rate; decays with the poly schedule ``(1 - t/T) ** 0.9``.
@@ -54,9 +57,10 @@ class TrainingRecipe:
     segmenter_spacing_mm: float = 1.0
     patch_size: int = 80
     filters: tuple[int, ...] = (16, 32, 64, 128, 256)
-    localiser_spacing_mm: float = 4.0
-    localiser_size: int = 64
-    localiser_filters: tuple[int, ...] = (8, 16, 32, 64)
+    localiser_spacing_mm: float = 5.0
+    localiser_size: int = 48
+    localiser_filters: tuple[int, ...] = (16, 32, 64, 128)
+    localiser_every: int = 2
     jitter_mm: float = 8.0
     optimizer: str = "adamw"
     learning_rate: float = 2e-3
@@ -73,6 +77,7 @@ class TrainingRecipe:
             "iterations": self.iterations,
             "batch_size": self.batch_size,
             "localiser_batch_size": self.localiser_batch_size,
+            "localiser_every": self.localiser_every,
             "validate_every": self.validate_every,
             "checkpoint_every": self.checkpoint_every,
         }
