@@ -111,7 +111,12 @@ def main() -> int:
         "localiser": make_optimiser(model.localiser.parameters(), recipe),
         "segmenter": make_optimiser(model.segmenter.parameters(), recipe),
     }
-    timings: dict[str, list[float]] = {"batch": [], "segmenter_step": [], "localiser_step": []}
+    timings: dict[str, list[float]] = {
+        "batch": [],
+        "segmenter_step": [],
+        "localiser_step": [],
+        "iteration": [],
+    }
     for iteration in range(args.warmup + args.iterations):
         t0 = time.perf_counter()
         batch = source[iteration]
@@ -126,26 +131,28 @@ def main() -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
         t2 = time.perf_counter()
-        train_step(
-            model.localiser,
-            optimisers["localiser"],
-            loss,
-            batch["localiser_image"].to(device),
-            batch["localiser_label"].to(device),
-        )
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        if batch["localiser_image"] is not None:
+            train_step(
+                model.localiser,
+                optimisers["localiser"],
+                loss,
+                batch["localiser_image"].to(device),
+                batch["localiser_label"].to(device),
+            )
+            if device.type == "cuda":
+                torch.cuda.synchronize()
         t3 = time.perf_counter()
         if iteration >= args.warmup:
             timings["batch"].append(t1 - t0)
             timings["segmenter_step"].append(t2 - t1)
-            timings["localiser_step"].append(t3 - t2)
+            if batch["localiser_image"] is not None:
+                timings["localiser_step"].append(t3 - t2)
+            timings["iteration"].append(t3 - t0)
     t0 = time.perf_counter()
     validate(model, prepared, config, device)
     validate_s = (time.perf_counter() - t0) / len(prepared)
 
-    total = [sum(parts) for parts in zip(*timings.values())]
-    per_iteration = statistics.median(total)
+    per_iteration = statistics.mean(timings["iteration"])
     r = recipe
     print(f"machine: {platform.machine()} {platform.system()} {platform.release()}, {os.cpu_count()} CPUs")
     print(f"device: {describe_device(device)}; torch {torch.__version__}; monai {monai.__version__}")
@@ -157,10 +164,14 @@ def main() -> int:
     )
     print(f"cases: {len(prepared)} from {args.dataset or 'sphere phantoms'}")
     print(f"prepare per case: {prepare_s:.2f} s (region {region}^3)")
+    print(f"localiser steps every {r.localiser_every} iterations (batch includes its augmentation)")
     for name, values in timings.items():
         low, high = min(values), max(values)
-        print(f"{name:>15}: median {statistics.median(values):.3f} s (min {low:.3f}, max {high:.3f})")
-    print(f"{'iteration':>15}: median {per_iteration:.3f} s over {len(total)} iterations")
+        print(
+            f"{name:>15}: median {statistics.median(values):.3f} s (min {low:.3f}, max {high:.3f}, "
+            f"n {len(values)})"
+        )
+    print(f"mean iteration: {per_iteration:.3f} s over {len(timings['iteration'])} iterations")
     print(f"validation per case: {validate_s:.2f} s")
     print(f"{r.iterations} iterations (default): about {per_iteration * r.iterations / 60:.0f} min per model")
     return 0

@@ -1,9 +1,7 @@
 """``onfh train``: train the two-stage DynUNet, with k-fold cross-validation and fine-tuning.
 
-Without ``--fold`` every cross-validation fold is trained (validation predictions kept
-for ``onfh evaluate --crossval``) and then the final model on every case; ``--fold K``
-trains one fold, ``--fold all`` only the final model. Defaults are the recipe of the
-shipped model; the size options exist so tests and small machines can train tiny models.
+Defaults are the recipe of the shipped model; the size options exist so tests and small
+machines can train tiny models. The work itself is in ``onfh.training.trainer``.
 """
 
 from __future__ import annotations
@@ -14,6 +12,13 @@ from onfh.devices import DEVICE_CHOICES
 from onfh.training.recipe import TrainingRecipe
 
 _DEFAULTS = TrainingRecipe()
+_DESCRIPTION = (
+    "Train the two-stage DynUNet (coarse localiser + fine segmenter) on a dataset folder. "
+    "Without --fold, every cross-validation fold is trained (validation predictions kept in "
+    "MODEL_DIR/crossval/ for 'onfh evaluate --crossval MODEL_DIR') and then the final model on "
+    "every case into MODEL_DIR; --fold K trains one fold, --fold all only the final model. "
+    "Multi-GPU: torchrun --nproc_per_node G -m onfh train ..."
+)
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -45,14 +50,15 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train the DynUNet (k-fold cross-validation, final model, fine-tuning)",
-        description=__doc__.split("\n\n")[1],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=_DESCRIPTION,
     )
     parser.add_argument(
         "dataset", help="dataset folder (imagesTr/, labelsTr/, dataset.json), e.g. from 'onfh synth'"
     )
     parser.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model folder to create")
-    parser.add_argument("--folds", type=int, default=4, help="number of cross-validation folds")
+    parser.add_argument(
+        "--folds", type=int, default=4, help="number of cross-validation folds (default %(default)s)"
+    )
     parser.add_argument(
         "--fold",
         type=_fold,
@@ -62,9 +68,14 @@ def register(subparsers) -> None:
         "default: every fold, then the final model",
     )
     parser.add_argument(
-        "--iterations", type=int, default=_DEFAULTS.iterations, help="optimiser steps per model"
+        "--iterations",
+        type=int,
+        default=_DEFAULTS.iterations,
+        help="optimiser steps per model (default %(default)s)",
     )
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where to train")
+    parser.add_argument(
+        "--device", choices=DEVICE_CHOICES, default="auto", help="where to train (default %(default)s)"
+    )
     parser.add_argument(
         "--init-from", metavar="MODEL_DIR", help="fine-tune: start from this model folder's weights"
     )
@@ -75,73 +86,95 @@ def register(subparsers) -> None:
         "from their last checkpoint",
     )
     parser.add_argument(
-        "--seed", type=int, default=_DEFAULTS.seed, help="seed of folds, sampling and augmentation"
+        "--seed",
+        type=int,
+        default=_DEFAULTS.seed,
+        help="seed of folds, sampling and augmentation (default %(default)s)",
     )
     recipe = parser.add_argument_group("recipe (ignored for network shape and grids with --init-from)")
     recipe.add_argument(
-        "--batch-size", type=int, default=_DEFAULTS.batch_size, help="segmenter patches per step"
+        "--batch-size",
+        type=int,
+        default=_DEFAULTS.batch_size,
+        help="segmenter patches per step (default %(default)s)",
     )
     recipe.add_argument(
-        "--patch-size", type=int, default=_DEFAULTS.patch_size, help="segmenter crop edge (voxels)"
+        "--patch-size",
+        type=int,
+        default=_DEFAULTS.patch_size,
+        help="segmenter crop edge (voxels) (default %(default)s)",
     )
     recipe.add_argument(
         "--spacing-mm",
         type=float,
         default=_DEFAULTS.segmenter_spacing_mm,
-        help="segmenter target spacing (mm)",
+        help="segmenter target spacing (mm) (default %(default)s)",
     )
     recipe.add_argument(
         "--filters",
         type=_int_list,
         default=_DEFAULTS.filters,
-        help="segmenter filters per level, e.g. 16,32,64",
+        help="segmenter filters per level, e.g. 16,32,64 (default %(default)s)",
     )
     recipe.add_argument(
-        "--localiser-size", type=int, default=_DEFAULTS.localiser_size, help="localiser input edge (voxels)"
+        "--localiser-size",
+        type=int,
+        default=_DEFAULTS.localiser_size,
+        help="localiser input edge (voxels) (default %(default)s)",
     )
     recipe.add_argument(
         "--localiser-spacing-mm",
         type=float,
         default=_DEFAULTS.localiser_spacing_mm,
-        help="localiser grid spacing (mm)",
+        help="localiser grid spacing (mm) (default %(default)s)",
     )
     recipe.add_argument(
         "--localiser-filters",
         type=_int_list,
         default=_DEFAULTS.localiser_filters,
-        help="localiser filters per level",
+        help="localiser filters per level (default %(default)s)",
     )
     recipe.add_argument(
         "--localiser-batch-size",
         type=int,
         default=_DEFAULTS.localiser_batch_size,
-        help="localiser inputs per step",
+        help="localiser inputs per step (default %(default)s)",
     )
     recipe.add_argument(
         "--localiser-every",
         type=int,
         default=_DEFAULTS.localiser_every,
-        help="the localiser takes a step every this many iterations",
+        help="the localiser takes a step every this many iterations (default %(default)s)",
     )
     recipe.add_argument(
         "--jitter-mm",
         type=float,
         default=_DEFAULTS.jitter_mm,
-        help="maximum crop-centre offset in training (mm)",
+        help="maximum crop-centre offset in training (mm) (default %(default)s)",
     )
-    recipe.add_argument("--optimizer", choices=("adamw", "sgd"), default=_DEFAULTS.optimizer)
     recipe.add_argument(
-        "--learning-rate", type=float, default=_DEFAULTS.learning_rate, help="initial learning rate"
+        "--optimizer", choices=("adamw", "sgd"), default=_DEFAULTS.optimizer, help="(default %(default)s)"
     )
-    recipe.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay)
     recipe.add_argument(
-        "--validate-every", type=int, default=_DEFAULTS.validate_every, help="iterations between validations"
+        "--learning-rate",
+        type=float,
+        default=_DEFAULTS.learning_rate,
+        help="initial learning rate (default %(default)s)",
+    )
+    recipe.add_argument(
+        "--weight-decay", type=float, default=_DEFAULTS.weight_decay, help="(default %(default)s)"
+    )
+    recipe.add_argument(
+        "--validate-every",
+        type=int,
+        default=_DEFAULTS.validate_every,
+        help="iterations between validations (default %(default)s)",
     )
     recipe.add_argument(
         "--checkpoint-every",
         type=int,
         default=_DEFAULTS.checkpoint_every,
-        help="iterations between checkpoints",
+        help="iterations between checkpoints (default %(default)s)",
     )
     recipe.add_argument("--no-augment", action="store_true", help="turn off augmentation (crop jitter only)")
     machine = parser.add_argument_group("machine")

@@ -82,18 +82,6 @@ def barrier(context: DistributedContext) -> None:
         dist.barrier()
 
 
-def broadcast_flag(context: DistributedContext, value: bool) -> bool:
-    """Rank 0's ``value`` on every rank (used to stop all ranks together on an error)."""
-    if not context.is_distributed:
-        return value
-    import torch
-    import torch.distributed as dist
-
-    tensor = torch.tensor([1 if value else 0], dtype=torch.int64)
-    dist.broadcast(tensor, src=0)
-    return bool(tensor.item())
-
-
 def wrap(module, context: DistributedContext, device):
     """Wrap ``module`` in DistributedDataParallel when several processes train, else return it."""
     if not context.is_distributed:
@@ -103,8 +91,3 @@ def wrap(module, context: DistributedContext, device):
     if device.type == "cuda":
         return DistributedDataParallel(module, device_ids=[device.index], output_device=device.index)
     return DistributedDataParallel(module)
-
-
-def unwrap(module):
-    """The plain module inside a DDP wrapper (what is saved and validated)."""
-    return getattr(module, "module", module)

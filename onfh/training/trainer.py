@@ -333,6 +333,7 @@ def run_training(plan: TrainingPlan) -> None:
 
 
 def _train_runs(plan, runs, config, init_state, parent, cases, device, context, workers) -> None:
+    from onfh.devices import describe_device
     from onfh.training.augment import AugmentationSettings
     from onfh.training.data import prepare_cases, region_size
 
@@ -344,18 +345,22 @@ def _train_runs(plan, runs, config, init_state, parent, cases, device, context, 
     jitter_voxels = plan.recipe.jitter_mm / min(segmenter["spacing_mm"])
     region = region_size(max(segmenter["patch_size"]), jitter_voxels, settings.rotate_deg, settings.scale)
     if context.is_main:
-        _say(context, f"preparing {len(needed)} cases on {device} (segmenter region {region}^3 voxels)")
+        _say(
+            context, f"training on {describe_device(device)} x {context.world_size}; {environment_summary()}"
+        )
     prepared = prepare_cases([cases_by_id[c] for c in needed], config, region)
+    megabytes = sum(case.nbytes for case in prepared.values()) / 1e6
+    _say(context, f"prepared {len(prepared)} cases ({megabytes:.0f} MB cached, segmenter region {region}^3)")
     for run in runs:
         _train_one(plan, run, config, init_state, parent, prepared, cases_by_id, device, context, workers)
 
 
 def environment_summary() -> str:
-    """``torch 2.x, monai 1.x, N CPU threads, python 3.x`` for logs and benchmarks."""
+    """``torch 2.x, monai 1.x, python 3.x, N CPUs`` for the log."""
     import monai
     import torch
 
     return (
-        f"torch {torch.__version__}, monai {monai.__version__}, {torch.get_num_threads()} CPU threads, "
-        f"python {platform.python_version()}, {os.cpu_count()} CPUs"
+        f"torch {torch.__version__}, monai {monai.__version__}, python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs"
     )
