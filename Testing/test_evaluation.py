@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from onfh import evaluation, metrics
+from onfh import evaluation, evaluation_report, metrics
 from onfh.agreement import cohen_kappas, confusion_matrix
 from onfh.cli import main
 from onfh.errors import OnfhError
@@ -104,7 +104,7 @@ def test_end_to_end_report(study, tmp_path, capsys):
     out = tmp_path / "report"
     assert run_cli("--pred", study["pred_dir"], "--truth", study["truth_dir"], "-o", out) == 0
     captured = capsys.readouterr()
-    for name in evaluation.REPORT_FILES:
+    for name in evaluation_report.REPORT_FILES:
         assert (out / name).is_file(), name
     for png in ("bland_altman.png", "confusion_matrix.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -349,7 +349,7 @@ def test_empty_predicted_head_counts_as_misgraded():
     assert grading["true_grade_counts"] == {"A": 1, "B": 1, "C": 1}
     assert sum(map(sum, grading["confusion_matrix"])) == 2
     assert summary["ratio_agreement"]["n"] == 2
-    assert "1 prediction(s) without a grade" in evaluation.console_text(summary)
+    assert "1 prediction(s) without a grade" in evaluation_report.console_text(summary)
 
 
 def test_bad_inputs_fail_with_one_line_and_no_report(study, tmp_path, capsys):

@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from onfh import evaluation
+    from onfh import evaluation, evaluation_report
 
     if args.pred is not None:
         if args.truth is None:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise OnfhError(f"{source}: no prediction matches any of the {len(pairs)} truth case(s)")
 
     output = Path(args.output) if args.output else default_output
-    existing = evaluation.existing_report_files(output)
+    existing = evaluation_report.existing_report_files(output)
     if existing and not args.force:
         raise OnfhError(f"{output}: holds an earlier report ({existing[0].name}); use --force or another -o")
 
@@ -78,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
     if unmatched:
         shown = ", ".join(p.name for p in unmatched[:3]) + (", ..." if len(unmatched) > 3 else "")
         warnings.append(f"{len(unmatched)} image file(s) under {source} match no truth case ({shown})")
-    report = evaluation.build_report(rows, warnings, source, truth_source)
+    report = evaluation_report.build_report(rows, warnings, source, truth_source)
     for warning in warnings:
         print(f"onfh: warning: {warning}", file=sys.stderr)
-    print(evaluation.console_text(report["summary"]))
-    written = evaluation.write_report(report, output)
+    print(evaluation_report.console_text(report["summary"]))
+    written = evaluation_report.write_report(report, output)
     print(f"Report: {', '.join(str(p) for p in written)}")
     return 0
