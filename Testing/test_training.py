@@ -281,9 +281,25 @@ def test_resumed_training_equals_uninterrupted_training(a_dataset, tmp_path):
         torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6, msg=key)
     rows = read_log(tmp_path / "sliced" / "training_log.csv")
     assert [int(r["iteration"]) for r in rows] == list(range(1, TINY.iterations + 1))
-    assert set(resumed.validation) == {"head", "necrosis", "localiser"}
-    assert all(0.0 <= v <= 1.0 for v in resumed.validation.values())
+    assert set(resumed.validation) == {"head", "necrosis", "localiser_error_mm"}
+    assert 0.0 <= resumed.validation["head"] <= 1.0 and 0.0 <= resumed.validation["necrosis"] <= 1.0
+    assert resumed.validation["localiser_error_mm"] >= 0.0
     assert (tmp_path / "sliced" / "learning_curve.png").stat().st_size > 10_000
+
+
+def test_localisation_error_is_the_distance_to_the_nearest_true_head():
+    from onfh.training.loop import localisation_error_mm
+
+    truth = np.zeros((10, 20, 30), dtype=bool)
+    truth[2:6, 2:6, 2:6] = True  # centre (3.5, 3.5, 3.5) voxels
+    truth[2:6, 2:6, 20:24] = True  # centre (3.5, 3.5, 21.5): a second (bilateral) head
+    predicted = np.zeros_like(truth)
+    predicted[3:7, 2:6, 21:25] = True  # the second head moved by one voxel in z and x
+    predicted[0, 0, 0] = True  # a speck: not the largest component, ignored
+    spacing_zyx_mm = [5.0, 4.0, 2.0]
+    expected = float(np.hypot(1 * 5.0, 1 * 2.0))
+    assert localisation_error_mm(predicted, truth, spacing_zyx_mm) == pytest.approx(expected)
+    assert localisation_error_mm(np.zeros_like(truth), truth, spacing_zyx_mm) == float("inf")
 
 
 def test_resume_refuses_a_checkpoint_of_another_network(a_dataset, tmp_path):

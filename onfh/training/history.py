@@ -24,7 +24,7 @@ COLUMNS = (
     "loss_localiser",
     "val_dice_head",
     "val_dice_necrosis",
-    "val_dice_localiser",
+    "val_localiser_error_mm",
 )
 
 
@@ -100,16 +100,20 @@ def plot_learning_curve(log_path: str | os.PathLike, png_path: str | os.PathLike
     loss_axes.set(xlabel="iteration", ylabel="Dice + cross-entropy loss", title="training loss")
     loss_axes.grid(alpha=0.3)
     loss_axes.legend(fontsize=8)
-    for name, label in (
-        ("val_dice_head", "femoral head"),
-        ("val_dice_necrosis", "necrosis"),
-        ("val_dice_localiser", "localiser (head)"),
-    ):
+    for name, label in (("val_dice_head", "femoral head"), ("val_dice_necrosis", "necrosis")):
         xs, ys = _column(rows, name)
         if xs:
             dice_axes.plot(xs, ys, marker="o", ms=3, label=label)
-    dice_axes.set(xlabel="iteration", ylabel="Dice", title="validation Dice", ylim=(0, 1))
+    dice_axes.set(xlabel="iteration", ylabel="Dice", title="validation", ylim=(0, 1))
     dice_axes.grid(alpha=0.3)
+    xs, ys = _column(rows, "val_localiser_error_mm")
+    if xs:
+        error_axes = dice_axes.twinx()
+        finite = [y if math.isfinite(y) else float("nan") for y in ys]
+        error_axes.plot(xs, finite, marker="s", ms=3, color="C2", ls="--", label="localiser centre error")
+        error_axes.set_ylabel("localiser centre error (mm, median)")
+        error_axes.set_ylim(bottom=0)
+        error_axes.legend(fontsize=8, loc="upper right")
     if dice_axes.lines:
         dice_axes.legend(fontsize=8, loc="lower right")
     else:

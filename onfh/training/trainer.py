@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import math
 import os
 import platform
 import sys
@@ -173,7 +174,7 @@ def _provenance(
         "seed": plan.recipe.seed,
         "iterations": result.iterations,
         "recipe": plan.recipe.to_dict(),
-        "validation_dice": result.validation,
+        "validation": {k: (v if math.isfinite(v) else None) for k, v in result.validation.items()},
         "seconds": round(result.seconds, 1),
         "command": "onfh " + " ".join(sys.argv[1:])
         if sys.argv and "onfh" in sys.argv[0]
