@@ -13,6 +13,7 @@ import datetime
 import math
 import os
 import platform
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,9 +177,7 @@ def _provenance(
         "recipe": plan.recipe.to_dict(),
         "validation": {k: (v if math.isfinite(v) else None) for k, v in result.validation.items()},
         "seconds": round(result.seconds, 1),
-        "command": "onfh " + " ".join(sys.argv[1:])
-        if sys.argv and "onfh" in sys.argv[0]
-        else " ".join(sys.argv),
+        "command": _command_line(),
         "init_from": parent,
         "device": describe_device(device),
         "processes": context.world_size,
@@ -187,6 +186,14 @@ def _provenance(
         "onfh": __version__,
         "python": platform.python_version(),
     }
+
+
+def _command_line() -> str | None:
+    """The ``onfh ...`` command that is running (``None`` when called from Python)."""
+    program = Path(sys.argv[0]).name if sys.argv else ""
+    if program in ("onfh", "__main__.py"):
+        return shlex.join(["onfh", *sys.argv[1:]])
+    return None
 
 
 def _write_predictions(model, config: dict[str, Any], run: ModelRun, cases_by_id, device) -> None:
