@@ -152,3 +152,19 @@ def test_seg_nrrd_without_head_segment_is_refused(tmp_path):
     sitk.WriteImage(image, str(path), True)
     with pytest.raises(OnfhError, match=r"no femoral head segment.*Acetabulum"):
         read_segmentation(path)
+
+
+@pytest.mark.parametrize(
+    "path, case",
+    [
+        ("imagesTr/hip_003_0000.nii.gz", "hip_003"),
+        ("out/hip_003.seg.nrrd", "hip_003"),
+        ("scan.nrrd", "scan"),
+        ("dicom/series_0000", "series_0000"),  # folders keep their name
+        ("_0000.nii.gz", "_0000"),
+    ],
+)
+def test_case_names_match_dataset_truths(path, case):
+    from onfh.imageio import case_name
+
+    assert case_name(path) == case

@@ -29,11 +29,17 @@ def image_suffix(path: str | os.PathLike) -> str:
 
 
 def case_name(path: str | os.PathLike) -> str:
-    """Case identifier from a file or folder name: the name without image extension."""
+    """Case identifier from a file or folder name: the name without image extension.
+
+    The nnU-Net channel suffix ``_0000`` of ``imagesTr`` files is dropped too, so
+    ``onfh segment imagesTr/*`` names its outputs like the ``labelsTr`` truths and
+    ``onfh evaluate`` pairs them.
+    """
     p = Path(path)
     suffix = image_suffix(p)
     name = p.name[: -len(suffix)] if suffix else p.name
-    return name[: -len(".seg")] if name.endswith(".seg") else name
+    name = name[: -len(".seg")] if name.endswith(".seg") else name
+    return name[: -len("_0000")] if suffix and name.endswith("_0000") and len(name) > 5 else name
 
 
 def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.Image:
