@@ -69,6 +69,14 @@ class ONFHSegmentation(ScriptedLoadableModule):
             "Method after Uemura et al., J Arthroplasty 2025. Research software: not for clinical decisions."
         )
         slicer.app.connect("startupCompleted()", registerSampleData)
+        slicer.app.connect("startupCompleted()", registerTerminology)
+
+
+def registerTerminology() -> None:
+    """Load our terminology context so the segments' SNOMED CT codes show in the editor."""
+    path = os.path.join(ENGINE_ROOT, "Resources", "Terminology", "ONFH.term.json")
+    if os.path.isfile(path) and hasattr(slicer.modules, "terminologies"):
+        slicer.modules.terminologies.logic().LoadTerminologyFromFile(path)
 
 
 def registerSampleData() -> None:
