@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from model_fixtures import rotation
 
 from onfh.modelfolder import default_config
 from onfh.preprocessing import (
@@ -18,14 +19,6 @@ from onfh.preprocessing import (
 )
 
 INTENSITY = default_config()["intensity"]
-
-
-def rotation(axis: int, degrees: float) -> np.ndarray:
-    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-    i, j = [a for a in range(3) if a != axis]
-    matrix = np.eye(3)
-    matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c, -s, s, c
-    return matrix
 
 
 def ball_image(direction: np.ndarray, centre_mm=(12.0, -7.0, 30.0), radius_mm=9.0, spacing=(1.1, 0.9, 1.3)):
