@@ -261,11 +261,14 @@ def save_model_folder(
 def default_config(
     model_id: str = "onfh-dynunet", segmenter_filters: Sequence[int] = (16, 32, 64, 128, 256)
 ) -> dict:
-    """The shared design's model.json (without ``sha256``/``training``): a starting point.
+    """The shared design's example model.json (without ``sha256``/``training``).
 
     Localiser: 4-level DynUNet on the field of view at 4 mm, 64^3, 2 classes. Segmenter:
     the reference study's 5-level DynUNet (kernel 3, strides [1, 2, 2, 2, 2], 3 classes)
-    on an 80^3 crop at 1 mm around the head (the training recipe's defaults).
+    on an 80^3 crop at 1 mm around the head. Tests and benchmarks start from it; what
+    ``onfh train`` produces comes from ``onfh.training.recipe.model_config`` instead (the
+    shipped model: 64^3 at 1.25 mm, filters 16-192), so that layer-0 inference does not
+    depend on the training package.
     """
     return {
         "format": FORMAT_VERSION,
