@@ -366,11 +366,39 @@ def _ratio_summary(rows: Sequence[dict]) -> dict:
     }
 
 
-def summarize(rows: Sequence[dict]) -> dict:
+def _natural_key(value) -> tuple:
+    text = str(value)
+    return (0, int(text), "") if text.isdigit() else (1, 0, text)
+
+
+def group_summary(rows: Sequence[dict], key: str) -> dict[str, dict]:
+    """Cases, median (IQR) Dice and grades right per value of ``rows[i][key]`` (fold, side, ...).
+
+    Rows whose ``key`` is ``None`` belong to no group.
+    """
+    values = sorted({row[key] for row in rows if row.get(key) is not None}, key=_natural_key)
+    groups = {}
+    for value in values:
+        members = [row for row in rows if row.get(key) == value]
+        evaluated = [row for row in members if row.get("status") == "ok"]
+        grading = _grading_summary(evaluated)
+        groups[str(value)] = {
+            "n_cases": len(members),
+            "n_evaluated": len(evaluated),
+            "femoral_head_dice": median_iqr([r["femoral_head_dice"] for r in evaluated]),
+            "necrosis_dice": median_iqr([r["necrosis_dice"] for r in evaluated]),
+            "grade_matched": grading["n_matched"],
+            "grade_total": grading["n_graded"],
+        }
+    return groups
+
+
+def summarize(rows: Sequence[dict], group_by: Sequence[str] = ()) -> dict:
     """The study's table from per-case rows: metrics, grades, ratio agreement, per fold.
 
     Grade accuracy counts a prediction without a grade (empty predicted head) as wrong; the
-    confusion matrix and kappas use the cases where both grades exist.
+    confusion matrix and kappas use the cases where both grades exist. ``group_by`` names
+    row fields (attached from a case table) to summarise per value as well.
     """
     evaluated = [r for r in rows if r.get("status") == "ok"]
     summary = {
@@ -385,20 +413,10 @@ def summarize(rows: Sequence[dict]) -> dict:
         "ratio_agreement": _ratio_summary(evaluated),
         "reference_study": REFERENCE_STUDY,
     }
-    folds = sorted({r["fold"] for r in rows if r.get("fold") is not None})
-    if folds:
-        summary["per_fold"] = {}
-        for fold in folds:
-            fold_rows = [r for r in evaluated if r["fold"] == fold]
-            grading = _grading_summary(fold_rows)
-            summary["per_fold"][str(fold)] = {
-                "n_cases": sum(1 for r in rows if r["fold"] == fold),
-                "n_evaluated": len(fold_rows),
-                "femoral_head_dice": median_iqr([r["femoral_head_dice"] for r in fold_rows]),
-                "necrosis_dice": median_iqr([r["necrosis_dice"] for r in fold_rows]),
-                "grade_matched": grading["n_matched"],
-                "grade_total": grading["n_graded"],
-            }
+    if any(r.get("fold") is not None for r in rows):
+        summary["per_fold"] = group_summary(rows, "fold")
+    if group_by:
+        summary["per_group"] = {column: group_summary(rows, column) for column in group_by}
     return summary
 
 

@@ -103,15 +103,15 @@ def confusion_table(grading: dict) -> list[tuple[str, ...]]:
     return [header, *rows]
 
 
-def fold_table(summary: dict) -> list[tuple[str, ...]]:
-    """Header and one row per fold (empty without folds): cases, median Dice, grades."""
-    if not summary.get("per_fold"):
+def group_table(groups: dict, title: str) -> list[tuple[str, ...]]:
+    """Header and one row per group (empty without groups): cases, median Dice, grades."""
+    if not groups:
         return []
-    rows: list[tuple[str, ...]] = [("fold", "cases", "femoral head Dice", "necrosis Dice", "grades")]
-    for fold, stats in summary["per_fold"].items():
+    rows: list[tuple[str, ...]] = [(title, "cases", "femoral head Dice", "necrosis Dice", "grades")]
+    for value, stats in groups.items():
         rows.append(
             (
-                fold,
+                value,
                 f"{stats['n_evaluated']}/{stats['n_cases']}",
                 _median_iqr_text(stats["femoral_head_dice"], 3),
                 _median_iqr_text(stats["necrosis_dice"], 3),
@@ -119,6 +119,14 @@ def fold_table(summary: dict) -> list[tuple[str, ...]]:
             )
         )
     return rows
+
+
+def group_tables(summary: dict) -> list[tuple[str, list[tuple[str, ...]]]]:
+    """``(heading, table)`` for the folds and each ``--by`` column, in that order."""
+    tables = [("Per fold", group_table(summary.get("per_fold", {}), "fold"))]
+    for column, groups in summary.get("per_group", {}).items():
+        tables.append((f"By {column}", group_table(groups, column)))
+    return [(heading, table) for heading, table in tables if table]
 
 
 def _text_table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -168,16 +176,15 @@ def console_text(summary: dict) -> str:
     lines = [_counts_line(summary), "", *_text_table(_headed_study_table(summary)), ""]
     lines += ["Steinberg grade confusion matrix:", *_text_table(confusion_table(summary["grading"]))]
     lines += _grading_notes(summary["grading"])
-    folds = fold_table(summary)
-    if folds:
-        lines += ["", "Per fold:", *_text_table(folds)]
+    for heading, table in group_tables(summary):
+        lines += ["", f"{heading}:", *_text_table(table)]
     citation = summary["reference_study"]["citation"]
     lines += ["", f"Reference: {citation} (clinical hips); synthetic data is not clinical accuracy."]
     return "\n".join(lines)
 
 
 def markdown_text(report: dict) -> str:
-    """``report.md``: the study's table, confusion matrix, per-fold figures, missing cases."""
+    """``report.md``: the study's table, confusion matrix, per-fold and subgroup figures, missing cases."""
     summary = report["summary"]
     source = report["source"]
     lines = [
@@ -204,9 +211,8 @@ def markdown_text(report: dict) -> str:
         "",
         "![Bland-Altman](bland_altman.png) ![Confusion matrix](confusion_matrix.png)",
     ]
-    folds = fold_table(summary)
-    if folds:
-        lines += ["", "## Per fold", "", *_markdown_table(folds)]
+    for heading, table in group_tables(summary):
+        lines += ["", f"## {heading}", "", *_markdown_table(table)]
     if report.get("warnings"):
         lines += ["", "## Warnings", "", *[f"- {w}" for w in report["warnings"]]]
     lines += [
@@ -229,13 +235,14 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def cases_csv(rows: Sequence[dict]) -> str:
-    """``cases.csv``: one row per truth case, missing predictions included."""
+def cases_csv(rows: Sequence[dict], group_by: Sequence[str] = ()) -> str:
+    """``cases.csv``: one row per truth case, missing predictions included, ``--by`` columns last."""
+    columns = [*CSV_COLUMNS, *group_by]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in CSV_COLUMNS})
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
     return buffer.getvalue()
 
 
@@ -252,13 +259,16 @@ def _json_ready(value):
     return value
 
 
-def build_report(rows: list[dict], warnings: list[str], predictions: str, truth: str) -> dict:
+def build_report(
+    rows: list[dict], warnings: list[str], predictions: str, truth: str, group_by: Sequence[str] = ()
+) -> dict:
     """The whole ``report.json`` content."""
     return {
         "onfh_version": __version__,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": {"predictions": predictions, "truth": truth},
-        "summary": summarize(rows),
+        "group_by": list(group_by),
+        "summary": summarize(rows, group_by),
         "warnings": warnings,
         "cases": rows,
     }
@@ -284,7 +294,7 @@ def write_report(report: dict, out_dir: str | os.PathLike) -> list[Path]:
     paths = [out / name for name in REPORT_FILES]
     write_text_atomic(paths[0], json.dumps(_json_ready(report), indent=2) + "\n")
     write_text_atomic(paths[1], markdown_text(report))
-    write_text_atomic(paths[2], cases_csv(report["cases"]))
+    write_text_atomic(paths[2], cases_csv(report["cases"], report.get("group_by", ())))
     bland_altman_png([r["true_ratio"] for r in ok], [r["pred_ratio"] for r in ok], paths[3])
     confusion_matrix_png(np.array(summary["grading"]["confusion_matrix"]), GRADES, paths[4])
     return paths
