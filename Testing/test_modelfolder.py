@@ -43,6 +43,9 @@ def test_save_writes_weights_json_and_card_with_matching_sha256(saved):
     stored = json.loads((folder.path / "model.json").read_text())
     assert stored["sha256"] == folder.sha256 and stored["id"] == "tiny"
     assert (folder.path / "EVALUATION.md").read_text() == "# Evaluation\n"
+    for name in ("model.pt", "model.json", "EVALUATION.md"):  # shared folders: readable by others
+        assert (folder.path / name).stat().st_mode & 0o777 == 0o644, name
+    assert not list(folder.path.glob(".*partial*"))
     assert not [p for p in folder.path.iterdir() if "partial" in p.name]
 
 

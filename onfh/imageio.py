@@ -112,10 +112,11 @@ def require_usable_intensities(array: np.ndarray, path: str | os.PathLike) -> No
         raise OnfhError(f"{path}: image is constant (value {float(array.flat[0]) if array.size else 'n/a'})")
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file in the same folder, then rename over ``path``.
 
-    An interrupted run leaves no half-written file under the final name.
+    An interrupted run leaves no half-written file under the final name, and the file is
+    readable by others (0644) like any file a user writes: model folders and reports are shared.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = image_suffix(path) or path.suffix
@@ -133,9 +134,9 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_image_atomic(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> None:
     """Write ``image`` to ``path`` atomically (temporary name, then rename)."""
-    _atomic_write(Path(path), lambda tmp: sitk.WriteImage(image, str(tmp), compress))
+    write_atomic(Path(path), lambda tmp: sitk.WriteImage(image, str(tmp), compress))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temporary name, then rename)."""
-    _atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_atomic(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from onfh.errors import OnfhError
-from onfh.imageio import write_text_atomic
+from onfh.imageio import write_atomic, write_text_atomic
 from onfh.labels import LABEL_NAMES
 
 MODEL_JSON = "model.json"
@@ -199,20 +198,6 @@ def load_model(folder: ModelFolder, device: Any = "cpu"):
     return model.to(device).eval()
 
 
-def _save_torch_atomic(state: dict, path: Path) -> None:
-    import torch
-
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_model_folder(
     path: str | os.PathLike,
     model_or_state_dict: Any,
@@ -250,7 +235,7 @@ def save_model_folder(
     validate_config(content, f"{folder}/{MODEL_JSON}", require_sha256=False)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / MODEL_WEIGHTS
-    _save_torch_atomic(state, weights)
+    write_atomic(weights, lambda tmp: torch.save(state, tmp))
     content["sha256"] = file_sha256(weights)
     write_text_atomic(folder / MODEL_JSON, json.dumps(content, indent=2) + "\n")
     if evaluation_md is not None:
