@@ -1,0 +1,85 @@
+"""The default model shipped in ``model_weights/``: what issue 7 promises about the bundle.
+
+These tests read the real files in the repository (no fixtures): a model that grew past
+25 MB, a ``model.json`` whose sha256 no longer matches, an EVALUATION.md that lost its
+cross-validation table or model card, or a training recipe that no longer reproduces the
+shipped networks fails here before it reaches a user.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from onfh.modelfolder import (
+    EVALUATION_MD,
+    MODEL_DIR_ENV,
+    MODEL_JSON,
+    MODEL_WEIGHTS,
+    default_model_dir,
+    file_sha256,
+    load_model,
+    load_model_folder,
+)
+from onfh.training.recipe import TrainingRecipe, model_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p.parent for p in (ROOT / "model_weights").glob(f"*/{MODEL_JSON}"))
+MAX_WEIGHTS_BYTES = 25 * 1024 * 1024
+
+
+def test_exactly_one_default_model_ships():
+    assert len(SHIPPED) == 1, f"expected one model folder in model_weights/, found {SHIPPED}"
+
+
+@pytest.fixture(params=SHIPPED, ids=lambda p: p.name)
+def shipped(request) -> Path:
+    return request.param
+
+
+def test_default_model_dir_is_the_shipped_model(shipped, monkeypatch):
+    monkeypatch.delenv(MODEL_DIR_ENV, raising=False)
+    assert default_model_dir().resolve() == shipped.resolve()
+
+
+def test_weights_fit_the_size_budget_and_match_their_sha256(shipped):
+    weights = shipped / MODEL_WEIGHTS
+    assert weights.stat().st_size <= MAX_WEIGHTS_BYTES, f"{weights}: {weights.stat().st_size} bytes"
+    config = json.loads((shipped / MODEL_JSON).read_text(encoding="utf-8"))
+    assert config["sha256"] == file_sha256(weights)
+    assert config["id"] == shipped.name
+
+
+def test_weights_load_into_the_configured_networks(shipped):
+    model = load_model(load_model_folder(shipped), "cpu")
+    parameters = sum(p.numel() for p in model.segmenter.parameters())
+    assert parameters > 1_000_000  # a real segmenter, not a toy left behind by a test
+    assert len(model.segmenter.downsamples) + 2 == 5  # the reference study's 5 levels
+
+
+def test_recipe_defaults_reproduce_the_shipped_networks(shipped):
+    """``onfh train data -o M`` with no recipe flags must train this architecture."""
+    config = json.loads((shipped / MODEL_JSON).read_text(encoding="utf-8"))
+    bookkeeping = {"seed", "validate_every", "checkpoint_every"}  # do not change what is learnt
+    shipped_recipe = {k: v for k, v in config["training"]["recipe"].items() if k not in bookkeeping}
+    default_recipe = {k: v for k, v in TrainingRecipe().to_dict().items() if k not in bookkeeping}
+    assert shipped_recipe == default_recipe
+    expected = model_config(TrainingRecipe())
+    for stage in ("localiser", "segmenter"):
+        assert config[stage] == expected[stage]
+    assert config["intensity"] == expected["intensity"]
+
+
+def test_evaluation_card_holds_the_promised_sections(shipped):
+    text = (shipped / EVALUATION_MD).read_text(encoding="utf-8")
+    lowered = text.lower()
+    assert "synthetic" in lowered and "not for clinical" in lowered
+    assert "4-fold cross-validation" in lowered
+    assert "reference study" in lowered
+    for protocol in ("0.6x0.6x1.5", "1x1x1"):
+        assert protocol in text
+    assert "fine-tun" in lowered
+    config = json.loads((shipped / MODEL_JSON).read_text(encoding="utf-8"))
+    assert f"--model-id {config['id']}" in text  # the command that reproduces it
