@@ -111,7 +111,7 @@ def write_dataset_json(root: str | os.PathLike, description: str = "", extra: di
     """
     root = Path(root)
     path = root / DATASET_JSON
-    previous = json.loads(path.read_text()) if path.is_file() else {}
+    previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     cases = list_cases(root)
     content = {
         "name": previous.get("name", root.name),
