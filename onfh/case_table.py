@@ -13,16 +13,16 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from onfh.dataset import CASES_CSV
 from onfh.errors import OnfhError
 
-CASE_TABLE = "cases.csv"
 CASE_COLUMNS = ("case_id", "case")  # the first one present names the cases
 
 
 def find_case_table(folders: Sequence[str | os.PathLike]) -> Path | None:
     """The first ``cases.csv`` in ``folders`` (a dataset folder, then its parent for ``labelsTr``)."""
     for folder in folders:
-        candidate = Path(folder) / CASE_TABLE
+        candidate = Path(folder) / CASES_CSV
         if candidate.is_file():
             return candidate
     return None

@@ -22,6 +22,7 @@ from onfh.labels import LABEL_NAMES
 DATASET_JSON = "dataset.json"
 IMAGES_DIR = "imagesTr"
 LABELS_DIR = "labelsTr"
+CASES_CSV = "cases.csv"  # optional per-case attributes (onfh synth writes one; evaluate --by reads it)
 FILE_ENDING = ".nii.gz"
 CHANNEL_NAMES = {"0": "SPGR"}
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -90,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
     if existing and not args.force:
         raise OnfhError(f"{output}: holds an earlier report ({existing[0].name}); use --force or another -o")
 
-    table = _case_table(args, dataset_folders)
+    table_path, table = _case_table(args, dataset_folders)
     rows, warnings = evaluation.evaluate_pairs(pairs)
     if table is not None:
-        warnings += case_table.attach_columns(rows, table[1], args.by, table[0])
+        warnings += case_table.attach_columns(rows, table, args.by, table_path)
     if unmatched:
         shown = ", ".join(p.name for p in unmatched[:3]) + (", ..." if len(unmatched) > 3 else "")
         warnings.append(f"{len(unmatched)} image file(s) under {source} match no truth case ({shown})")
@@ -107,16 +107,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _case_table(args: argparse.Namespace, dataset_folders: list[Path]):
-    """``(path, table)`` when ``--by`` asks for subgroups, read before any case is measured."""
+    """``(path, table)`` when ``--by`` asks for subgroups (else ``(None, None)``), read and
+    checked before any case is measured."""
     from onfh import case_table, evaluation_report
 
     if args.case_table and not args.by:
         raise OnfhError("--case-table is only used with --by COLUMN")
     if not args.by:
-        return None
+        return None, None
     path = Path(args.case_table) if args.case_table else case_table.find_case_table(dataset_folders)
     if path is None:
-        where = " or ".join(str(f / case_table.CASE_TABLE) for f in dataset_folders)
+        where = " or ".join(str(f / case_table.CASES_CSV) for f in dataset_folders)
         raise OnfhError(f"--by needs a case table: no {where}; name one with --case-table CSV")
     table = case_table.read_case_table(path)
     case_table.require_columns(table, args.by, path, reserved=evaluation_report.CSV_COLUMNS)

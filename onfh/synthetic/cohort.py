@@ -21,12 +21,11 @@ from typing import Callable
 
 import numpy as np
 
-from onfh.dataset import DATASET_JSON, IMAGES_DIR, LABELS_DIR, add_case, write_dataset_json
+from onfh.dataset import CASES_CSV, DATASET_JSON, IMAGES_DIR, LABELS_DIR, add_case, write_dataset_json
 from onfh.errors import OnfhError
 from onfh.imageio import write_text_atomic
 from onfh.synthetic.phantom import GENERATOR_VERSION, generate_case, resolve_geometry
 
-CASES_CSV = "cases.csv"
 PREVIEW_DIR = "previews"
 CASE_PREFIX = "synth"
 RATIO_RANGES = {
