@@ -4,9 +4,9 @@ A recipe turns into the ``model.json`` configuration (networks, spacings, sizes,
 intensity normalisation) that inference reads, so nothing about the networks is
 hard-coded anywhere else. Defaults are the shipped model's: a 64^3 crop at 1.25 mm covers
 the same 80 mm around the head as 80^3 at 1 mm with half the voxels, and a 192-channel
-bottleneck keeps ``model.pt`` under 25 MB; one model takes about 25 minutes on a 2-core
-CPU (about 2.4 s per iteration), so four cross-validation folds and the final model fit in
-about two hours there and in minutes on a GPU.
+bottleneck keeps ``model.pt`` under 25 MB; one model takes about 26 minutes on a 2-core
+CPU (median 2.5 s per iteration, ``benchmarks/bench_train.py``), so four cross-validation
+folds and the final model fit in about two hours there and in minutes on a GPU.
 """
 
 from __future__ import annotations
