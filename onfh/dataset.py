@@ -22,6 +22,7 @@ from onfh.labels import LABEL_NAMES
 DATASET_JSON = "dataset.json"
 IMAGES_DIR = "imagesTr"
 LABELS_DIR = "labelsTr"
+TISSUES_DIR = "tissuesTr"  # optional anatomy label maps (``onfh synth --tissue-maps``)
 CASES_CSV = "cases.csv"  # optional per-case attributes (onfh synth writes one; evaluate --by reads it)
 FILE_ENDING = ".nii.gz"
 CHANNEL_NAMES = {"0": "SPGR"}
@@ -47,6 +48,14 @@ def case_paths(root: str | os.PathLike, case_id: str) -> CaseFiles:
         root / IMAGES_DIR / f"{case_id}_0000{FILE_ENDING}",
         root / LABELS_DIR / f"{case_id}{FILE_ENDING}",
     )
+
+
+def tissue_map_path(files: CaseFiles) -> Path:
+    """Where a case's optional tissue label map lives (next to ``labelsTr``, same file name).
+
+    Training draws contrast-randomised images from it when it exists; nothing else reads it.
+    """
+    return files.label_path.parent.parent / TISSUES_DIR / files.label_path.name
 
 
 def list_cases(root: str | os.PathLike) -> list[CaseFiles]:

@@ -35,6 +35,11 @@ def register(subparsers) -> None:
         help="both hips in a wide field of view (default spacing 1.4 1.4 1.0)",
     )
     parser.add_argument("--preview", action="store_true", help="also write previews/<case>.png")
+    parser.add_argument(
+        "--tissue-maps",
+        action="store_true",
+        help="also write tissuesTr/<case>.nii.gz (every voxel's tissue), for contrast-randomised training",
+    )
     parser.set_defaults(func=run)
 
 
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         bilateral=args.bilateral,
         preview=args.preview,
         progress=progress,
+        tissue_maps=args.tissue_maps,
     )
     grades = {grade: sum(1 for row in rows if row["grade"] == grade) for grade in ("A", "B", "C")}
     counts = ", ".join(f"{grade} {count}" for grade, count in grades.items())

@@ -177,6 +177,14 @@ def register(subparsers) -> None:
         help="iterations between checkpoints (default %(default)s)",
     )
     recipe.add_argument("--no-augment", action="store_true", help="turn off augmentation (crop jitter only)")
+    recipe.add_argument(
+        "--random-contrast",
+        type=float,
+        default=_DEFAULTS.random_contrast,
+        metavar="P",
+        help="share of patches rendered from the dataset's tissue maps (tissuesTr/) with random "
+        "contrast instead of taken from the images; 1: only such images (default %(default)s)",
+    )
     machine = parser.add_argument_group("machine")
     machine.add_argument(
         "--threads", type=int, default=None, help="CPU threads (default: the cores available)"
@@ -213,6 +221,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
         validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every,
         augment=not args.no_augment,
+        random_contrast=args.random_contrast,
         seed=args.seed,
     ).validated()
 

@@ -107,10 +107,15 @@ class Canvas:
     tissue_map: bool = False
     signal: np.ndarray = field(init=False)
     tissues: np.ndarray | None = field(init=False)
+    dominant: np.ndarray | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.signal = np.zeros(self.grid.shape_zyx, dtype=np.float32)
         self.tissues = np.zeros(self.grid.shape_zyx, dtype=np.uint8) if self.tissue_map else None
+        # Label map for contrast-randomised training: 0 unpainted, else tissue id + 1 of the
+        # tissue that holds most of the voxel (painting over half of it makes a tissue the
+        # largest share, since later tissues are mixed in over earlier ones).
+        self.dominant = np.zeros(self.grid.shape_zyx, dtype=np.uint8) if self.tissue_map else None
 
     def paint(self, box: Box, alpha: np.ndarray, value: float | np.ndarray, tissue_id: int) -> None:
         """Mix ``value`` (a number or a box-shaped array) into ``box`` with per-voxel fraction ``alpha``."""
@@ -122,6 +127,7 @@ class Canvas:
             tview = self.tissues[box.slices]
             tview[(alpha > 0.001) & (alpha < 0.999)] = MIXED
             tview[alpha >= 0.999] = tissue_id
+            self.dominant[box.slices][alpha >= 0.5] = tissue_id + 1
 
     def paint_shape(
         self,

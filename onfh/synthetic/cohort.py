@@ -20,10 +20,19 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import SimpleITK as sitk
 
-from onfh.dataset import CASES_CSV, DATASET_JSON, IMAGES_DIR, LABELS_DIR, add_case, write_dataset_json
+from onfh.dataset import (
+    CASES_CSV,
+    DATASET_JSON,
+    IMAGES_DIR,
+    LABELS_DIR,
+    add_case,
+    tissue_map_path,
+    write_dataset_json,
+)
 from onfh.errors import OnfhError
-from onfh.imageio import write_text_atomic
+from onfh.imageio import write_image_atomic, write_text_atomic
 from onfh.synthetic.phantom import GENERATOR_VERSION, generate_case, resolve_geometry
 
 PREVIEW_DIR = "previews"
@@ -143,6 +152,7 @@ def write_cohort(
     bilateral: bool = False,
     preview: bool = False,
     progress: Callable[[int, int, dict], None] | None = None,
+    tissue_maps: bool = False,
 ) -> list[dict]:
     """Write ``cases`` synthetic hips into ``outdir`` (a new or empty folder).
 
@@ -155,6 +165,8 @@ def write_cohort(
         bilateral: both hips in a wide field of view.
         preview: also write ``previews/<case>.png``.
         progress: called as ``progress(done, total, row)`` after each case.
+        tissue_maps: also write ``tissuesTr/<case>.nii.gz``, the label map of every
+            voxel's tissue, which contrast-randomised training draws images from.
 
     Returns:
         One ``cases.csv`` row (a dict) per case.
@@ -171,10 +183,16 @@ def write_cohort(
             case_id = f"{CASE_PREFIX}_{index:03d}"
             this_seed = case_seed(seed, index)
             try:
-                case = generate_case(this_seed, spacing_mm, size, bilateral, ratio=ratio)
+                case = generate_case(
+                    this_seed, spacing_mm, size, bilateral, ratio=ratio, tissue_map=tissue_maps
+                )
             except ValueError as error:
                 raise OnfhError(f"case {case_id}: {error}") from None
-            add_case(staging, case_id, case.image, case.label, description=_description(seed))
+            files = add_case(staging, case_id, case.image, case.label, description=_description(seed))
+            if tissue_maps:
+                tissues = sitk.GetImageFromArray(case.tissue_labels)
+                tissues.CopyInformation(case.label)
+                write_image_atomic(tissues, tissue_map_path(files))
             if preview:
                 from onfh.preview import write_preview
 
@@ -191,6 +209,7 @@ def write_cohort(
             "generator_version": GENERATOR_VERSION,
             "seed": int(seed),
             "bilateral": bool(bilateral),
+            "tissue_maps": bool(tissue_maps),
             "cases_csv": CASES_CSV,
         }
         write_dataset_json(staging, description=_description(seed), extra=extra)

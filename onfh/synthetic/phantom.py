@@ -56,12 +56,16 @@ class SyntheticCase:
         info: true volumes (mL), ratio, grade, laterality, spacing, protocol, parameters.
         tissues: (z, y, x) ids of voxels holding a single tissue (``signal.TISSUE_IDS``,
             255 = mixed), only with ``tissue_map=True``.
+        tissue_labels: (z, y, x) label map of every voxel's largest tissue (tissue id + 1,
+            0 where nothing was painted), only with ``tissue_map=True``: the anatomy that
+            contrast-randomised training draws new images from.
     """
 
     image: sitk.Image
     label: sitk.Image
     info: dict
     tissues: np.ndarray | None = field(default=None, repr=False)
+    tissue_labels: np.ndarray | None = field(default=None, repr=False)
 
 
 def resolve_geometry(
@@ -105,7 +109,7 @@ def generate_case(
             ``snr``, ``noise`` / ``bias`` / ``blur`` (False to skip), ``oedema``, ``effusion``,
             ``lesion_shape`` ("cap"/"wedge"), ``band_mm``, ``band_fade`` (0-1),
             ``head_diameter_mm``, ``mid_tissues`` (True: mid-range tissue parameters),
-            ``tissue_map`` (True: fill ``tissues``).
+            ``tissue_map`` (True: fill ``tissues`` and ``tissue_labels``).
 
     Raises:
         ValueError: unknown override, invalid spacing/size, or a field of view too small
@@ -177,7 +181,7 @@ def generate_case(
         distractors,
         image_array,
     )
-    return SyntheticCase(image, label_image, info, canvas.tissues)
+    return SyntheticCase(image, label_image, info, canvas.tissues, canvas.dominant)
 
 
 @dataclass(frozen=True)

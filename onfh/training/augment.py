@@ -6,6 +6,9 @@ patch is re-drawn every iteration (issue 7: "robustness is built in, not hoped f
 - spatial: one resampling does the crop around the head with a random offset (so the
   segmenter tolerates localisation error), rotation (oblique scans), scaling (head size,
   spacing) and occasionally a light elastic warp; a left-right flip covers laterality;
+- contrast: where the case has a tissue label map, a share of the patches is rendered
+  anew from it with random intensities, texture and resolution
+  (:mod:`onfh.training.contrast`) instead of using the physical image;
 - intensity: bias field, gamma, Gaussian noise, blur (thicker slices, other scanners);
   after normalisation a small scale and shift.
 
@@ -163,6 +166,8 @@ class PatchAugmenter:
         normalise: the inference intensity normalisation (``array -> array``, NaN marks
             voxels outside the scan), applied to every patch as inference applies it to
             its crop.
+        random_contrast_probability: chance that a patch whose region has a tissue map is
+            rendered from it with random contrast rather than taken from the image.
     """
 
     def __init__(
@@ -171,15 +176,22 @@ class PatchAugmenter:
         jitter_voxels,
         settings: AugmentationSettings,
         normalise: Callable[[np.ndarray], np.ndarray],
+        random_contrast_probability: float = 0.0,
     ) -> None:
         self.settings = settings
+        self.random_contrast_probability = float(random_contrast_probability)
         self.spatial = spatial_transform(patch_size, jitter_voxels, settings)
         self.intensity = intensity_transform(settings)
         self.residual = residual_transform(settings)
         self.normalise = normalise
 
     def __call__(
-        self, image: np.ndarray, label: np.ndarray, inside: np.ndarray, seed: int
+        self,
+        image: np.ndarray,
+        label: np.ndarray,
+        inside: np.ndarray,
+        seed: int,
+        tissues: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return an augmented ``(image float32 [1,z,y,x], label uint8 [1,z,y,x])`` patch.
 
@@ -188,7 +200,14 @@ class PatchAugmenter:
             label: labels on the region grid.
             inside: 1 where the region lies inside the scan.
             seed: decides every random choice.
+            tissues: tissue label map on the region grid ``[1, z, y, x]``, or ``None``.
         """
+        if tissues is not None and self.random_contrast_probability > 0:
+            contrast_rng = np.random.default_rng([seed, 3])
+            if contrast_rng.random() < self.random_contrast_probability:
+                from onfh.training.contrast import render_random_contrast
+
+                image = render_random_contrast(tissues[0], contrast_rng)[np.newaxis]
         self.spatial.set_random_state(seed=seed % (2**32))
         self.intensity.set_random_state(seed=(seed * 7919 + 1) % (2**32))
         self.residual.set_random_state(seed=(seed * 104729 + 2) % (2**32))

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import SimpleITK as sitk
 
-from onfh.dataset import CaseFiles
+from onfh.dataset import CaseFiles, tissue_map_path
 from onfh.errors import OnfhError
 from onfh.imageio import read_image, require_usable_intensities
 from onfh.labels import LABEL_NAMES
@@ -37,6 +37,8 @@ class HeadRegion:
         crop_image: the exact inference input at the true head centre (float32).
         crop_label: labels 0/1/2 on the crop grid (uint8); validation compares with it.
         centre_mm: physical (LPS) centroid of the head (labels 1 and 2).
+        tissues: tissue label map on the region grid (uint8), when the dataset has one
+            (``tissuesTr``): contrast-randomised training renders new images from it.
     """
 
     image: np.ndarray
@@ -45,6 +47,7 @@ class HeadRegion:
     crop_image: np.ndarray
     crop_label: np.ndarray
     centre_mm: np.ndarray
+    tissues: np.ndarray | None = None
 
 
 @dataclass
@@ -57,6 +60,7 @@ class PreparedCase:
         localiser_label: head mask on the localiser grid (uint8 0/1).
         localiser_inside: 1 where the localiser grid lies inside the scan (uint8).
         heads: one region per femoral head (two in a bilateral scan).
+        localiser_tissues: tissue label map on the localiser grid (uint8), or ``None``.
     """
 
     case_id: str
@@ -64,14 +68,15 @@ class PreparedCase:
     localiser_label: np.ndarray
     localiser_inside: np.ndarray
     heads: list[HeadRegion]
+    localiser_tissues: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
         """Memory the cached arrays take."""
-        arrays = [self.localiser_image, self.localiser_label, self.localiser_inside]
+        arrays = [self.localiser_image, self.localiser_label, self.localiser_inside, self.localiser_tissues]
         for head in self.heads:
-            arrays += [head.image, head.label, head.inside, head.crop_image, head.crop_label]
-        return sum(a.nbytes for a in arrays)
+            arrays += [head.image, head.label, head.inside, head.crop_image, head.crop_label, head.tissues]
+        return sum(a.nbytes for a in arrays if a is not None)
 
 
 def region_size(patch_size: int, jitter_voxels: float, rotate_deg: float, scale: float) -> int:
@@ -123,6 +128,30 @@ def read_case(files: CaseFiles) -> tuple[sitk.Image, sitk.Image]:
     return image, label
 
 
+def read_tissue_map(files: CaseFiles, label: sitk.Image) -> sitk.Image | None:
+    """The case's tissue label map (``tissuesTr``), or ``None`` when the dataset has none.
+
+    Raises:
+        OnfhError: the map exists but is not on the label's grid or not a label map.
+    """
+    path = tissue_map_path(files)
+    if not path.is_file():
+        return None
+    tissues = read_image(path)
+    if tissues.GetSize() != label.GetSize() or not np.allclose(
+        tissues.GetSpacing(), label.GetSpacing(), atol=1e-3 * max(label.GetSpacing())
+    ):
+        raise OnfhError(
+            f"{path}: tissue map grid {tissues.GetSize()} differs from its label's {label.GetSize()}"
+        )
+    values = sitk.GetArrayViewFromImage(tissues)
+    if not np.issubdtype(values.dtype, np.integer) or values.min() < 0 or values.max() > 255:
+        raise OnfhError(f"{path}: a tissue map must hold whole numbers 0..255, got {values.dtype}")
+    tissues = sitk.Cast(tissues, sitk.sitkUInt8)
+    tissues.CopyInformation(label)
+    return tissues
+
+
 def _inside_mask(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
     """1 where ``grid`` voxel centres fall inside ``image``'s field of view, as ``[1, z, y, x]``."""
     ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
@@ -168,6 +197,7 @@ def prepare_case(files: CaseFiles, config: dict[str, Any], region_voxels: int) -
     from onfh.preprocessing import localiser_input, segmenter_crop
 
     image, label = read_case(files)
+    tissues = read_tissue_map(files, label)
     localiser_image, localiser_grid = localiser_input(image, config)
     localiser_label = (_label_on(label, localiser_grid) > 0).astype(np.uint8)
     enlarged = copy.deepcopy(config)
@@ -184,6 +214,7 @@ def prepare_case(files: CaseFiles, config: dict[str, Any], region_voxels: int) -
                 crop_image=np.ascontiguousarray(crop_image, dtype=np.float32),
                 crop_label=_label_on(label, crop_grid),
                 centre_mm=np.asarray(centre_mm, dtype=float),
+                tissues=None if tissues is None else _label_on(tissues, region_grid),
             )
         )
     return PreparedCase(
@@ -192,6 +223,7 @@ def prepare_case(files: CaseFiles, config: dict[str, Any], region_voxels: int) -
         localiser_label=localiser_label,
         localiser_inside=_inside_mask(image, localiser_grid),
         heads=heads,
+        localiser_tissues=None if tissues is None else _label_on(tissues, localiser_grid),
     )
 
 

@@ -27,12 +27,14 @@ from onfh.errors import OnfhError
 from onfh.training import distributed
 from onfh.training.augment import AugmentationSettings, PatchAugmenter
 from onfh.training.data import PreparedCase
+from onfh.training.field_of_view import random_field_of_view
 from onfh.training.history import CURVE_PNG, LOG_CSV, ProgressBar, TrainingLog, plot_learning_curve
 from onfh.training.recipe import TrainingRecipe
 
 CHECKPOINT = "checkpoint.pt"
 POLY_EXPONENT = 0.9
 LOCALISER_JITTER_MM = 24.0
+RANDOM_FIELD_OF_VIEW_PROBABILITY = 0.5
 
 
 def zyx(size_xyz: list[int] | tuple[int, ...]) -> list[int]:
@@ -88,14 +90,17 @@ class BatchSource:
         localiser = config["localiser"]
         jitter_seg = [recipe.jitter_mm / s for s in reversed(segmenter["spacing_mm"])]
         jitter_loc = [LOCALISER_JITTER_MM / s for s in reversed(localiser["spacing_mm"])]
+        contrast = recipe.random_contrast if recipe.augment else 0.0
+        self.localiser_spacing_zyx_mm = [float(s) for s in reversed(localiser["spacing_mm"])]
         self.segmenter_augmenter = PatchAugmenter(
-            zyx(segmenter["patch_size"]), jitter_seg, augmentation_settings(recipe), normalise
+            zyx(segmenter["patch_size"]), jitter_seg, augmentation_settings(recipe), normalise, contrast
         )
         self.localiser_augmenter = PatchAugmenter(
             zyx(localiser["input_size"]),
             jitter_loc if recipe.augment else [0.0, 0.0, 0.0],
             localiser_settings(recipe),
             normalise,
+            contrast,
         )
 
     def __len__(self) -> int:
@@ -110,7 +115,7 @@ class BatchSource:
             heads = self.cases[int(index)].heads
             head = heads[int(rng.integers(len(heads)))]
             seed = int(rng.integers(2**31))
-            image, label = self.segmenter_augmenter(head.image, head.label, head.inside, seed)
+            image, label = self.segmenter_augmenter(head.image, head.label, head.inside, seed, head.tissues)
             images.append(image)
             labels.append(label)
         localiser_image = localiser_label = None
@@ -119,8 +124,13 @@ class BatchSource:
             for index in rng.integers(len(self.cases), size=self.recipe.localiser_batch_size):
                 case = self.cases[int(index)]
                 seed = int(rng.integers(2**31))
+                inside = case.localiser_inside
+                if self.recipe.augment and rng.random() < RANDOM_FIELD_OF_VIEW_PROBABILITY:
+                    inside = random_field_of_view(
+                        inside, case.localiser_label, self.localiser_spacing_zyx_mm, rng
+                    )
                 image, label = self.localiser_augmenter(
-                    case.localiser_image, case.localiser_label, case.localiser_inside, seed
+                    case.localiser_image, case.localiser_label, inside, seed, case.localiser_tissues
                 )
                 loc_images.append(image)
                 loc_labels.append(label)

@@ -51,6 +51,9 @@ class TrainingRecipe:
         validate_every: iterations between validations (and the final iteration).
         checkpoint_every: iterations between checkpoints.
         augment: ``False`` turns off every random change except the crop jitter.
+        random_contrast: chance that a training patch of a case with a tissue label map
+            (``onfh synth --tissue-maps``) is rendered from it with random contrast,
+            texture and resolution instead of taken from its image (1: only such images).
         seed: seeds folds, sampling and augmentation.
     """
 
@@ -71,6 +74,7 @@ class TrainingRecipe:
     validate_every: int = 250
     checkpoint_every: int = 250
     augment: bool = True
+    random_contrast: float = 0.5
     seed: int = 0
     intensity: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_INTENSITY))
 
@@ -96,6 +100,8 @@ class TrainingRecipe:
                 raise OnfhError(f"--{name} must be a positive number, got {value}")
         if self.optimizer not in ("adamw", "sgd"):
             raise OnfhError(f"--optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if not 0.0 <= self.random_contrast <= 1.0:
+            raise OnfhError(f"--random-contrast must be a probability in [0, 1], got {self.random_contrast}")
         if self.jitter_mm < 0:
             raise OnfhError(f"--jitter-mm must be >= 0, got {self.jitter_mm}")
         for name, filters, size in (
