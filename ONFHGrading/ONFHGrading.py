@@ -296,19 +296,20 @@ class ONFHGradingTest(ScriptedLoadableModuleTest):
 
     def test_panel_follows_removal_and_redraw(self) -> None:
         """Issue 11: the panel opens (item 1); a removed, redrawn lesion is graded (item 4)."""
+        WAIT_MS = 500  # > REFRESH_DELAY_MS; slicer.util.delayDisplay waits only from 400 ms (util.py)
         segmentation, volume, head, lesion = self._spheres()
         slicer.util.selectModule("ONFHGrading")
         widget = slicer.util.getModuleWidget("ONFHGrading")
         widget.setSegmentationNode(segmentation)
-        self.delayDisplay("Graded", 3 * REFRESH_DELAY_MS)
+        self.delayDisplay("Graded", WAIT_MS)
         self.assertAlmostEqual(widget._lastUpdate.result.ratio, lesion.sum() / head.sum(), places=6)
         segments = segmentation.GetSegmentation()
         segments.RemoveSegment(segments.GetSegmentIdBySegmentName("Necrosis"))
-        self.delayDisplay("Lesion removed", 3 * REFRESH_DELAY_MS)
+        self.delayDisplay("Lesion removed", WAIT_MS)
         self.assertEqual(widget._lastUpdate.result.ratio, 0.0)
         smaller = lesion.copy()
         smaller[:30] = False  # a smaller lesion: only its slices z >= 30
         self._draw(segmentation, volume, "Necrosis", smaller)
-        self.delayDisplay("Lesion redrawn", 3 * REFRESH_DELAY_MS)
+        self.delayDisplay("Lesion redrawn", WAIT_MS)
         self.assertAlmostEqual(widget._lastUpdate.result.ratio, smaller.sum() / head.sum(), places=6)
         self.delayDisplay("ONFHGrading panel test passed")

@@ -364,7 +364,7 @@ class ONFHSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def showInGrading(segmentationNode) -> None:
-        """Point ONFH Grading at the new node so the grade shows at once and follows edits."""
+        """Point ONFH Grading at the new node: graded when its panel opens, then live as it is edited."""
         grading = getattr(slicer.modules, "onfhgrading", None)
         if grading is None:
             logging.warning("ONFH Grading module not found; the grade is not shown")
