@@ -300,3 +300,18 @@ def test_segment_job_leaves_nothing_behind_when_it_cannot_start(tmp_path):
     with pytest.raises(OnfhError, match="could not start"):
         SegmentJob(image, tmp_path / "no-python", REPO_ROOT)
     assert set(Path(tempfile.gettempdir()).glob("onfh-segment-*")) == before
+
+
+def test_the_entry_script_runs_the_package_beside_it_not_an_installed_one(tmp_path):
+    """Run by path, ``onfh/__main__.py`` must import the ``onfh`` it sits in (the extension's
+    copy), whatever ``onfh`` is installed in that Python or on ``PYTHONPATH``."""
+    package = tmp_path / "extension" / "onfh"
+    package.mkdir(parents=True)
+    (package / "__main__.py").write_text((REPO_ROOT / "onfh" / "__main__.py").read_text())
+    (package / "__init__.py").write_text("")
+    (package / "cli.py").write_text("def main():\n    print(__file__)\n    return 0\n")
+    env = child_environment({**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    command = build_segment_command(sys.executable, package.parent, "in.nrrd", "out")[:2]
+    process = SegmentProcess(command, env=env, cwd=tmp_path)
+    assert process.wait(timeout_s=60) == 0, process.stderr_lines
+    assert process.log_lines == [str(package / "cli.py")]
