@@ -101,9 +101,13 @@ class ONFHGradingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # it jumps to the first segment after a removal (populateSegmentCombobox in
         # Libs/MRML/Widgets/qMRMLSegmentSelectorWidget.cxx); its inner combo box's
         # activated(int) comes from the user alone.
+        # (Libs/MRML/Widgets/Resources/UI/qMRMLSegmentSelectorWidget.ui names it comboBox_Segment.)
         for selector in (self.ui.headSegmentSelector, self.ui.necrosisSegmentSelector):
-            comboBox = slicer.util.findChild(selector, "comboBox_Segment")
-            comboBox.connect("activated(int)", self._onSegmentChoiceChanged)
+            try:
+                comboBox = slicer.util.findChild(selector, "comboBox_Segment")
+                comboBox.connect("activated(int)", self._onSegmentChoiceChanged)
+            except RuntimeError:  # renamed in some Slicer: resolve_segment_choice still guards
+                selector.connect("currentSegmentChanged(QString)", self._onSegmentChoiceChanged)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.borderlineLabel.hide()
         self.initializeParameterNode()
