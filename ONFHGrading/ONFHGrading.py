@@ -8,6 +8,7 @@ recompute shortly after the burst.
 from __future__ import annotations
 
 import os
+import pathlib
 import sys
 
 import qt
@@ -34,6 +35,7 @@ from onfh.mrml.grading import (
     LiveGrader,
     append_grade_row,
     compute_grade,
+    csv_export_path,
     grade_table_row,
     panel_text,
     save_table_csv,
@@ -65,7 +67,9 @@ class ONFHGrading(ScriptedLoadableModule):
 class ONFHGradingParameterNode:
     segmentation: vtkMRMLSegmentationNode
     table: vtkMRMLTableNode
-    csvPath: str = ""
+    # pathlib, not str: the ctkPathLineEdit connector accepts pathlib types only
+    # (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py); Path() reads "." = no file.
+    csvPath: pathlib.Path
 
 
 class ONFHGradingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -93,10 +97,17 @@ class ONFHGradingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.headSegmentSelector.connect("currentSegmentChanged(QString)", self._onSegmentChoiceChanged)
-        self.ui.necrosisSegmentSelector.connect(
-            "currentSegmentChanged(QString)", self._onSegmentChoiceChanged
-        )
+        # React to the user's picks only: the selector also emits currentSegmentChanged when
+        # it jumps to the first segment after a removal (populateSegmentCombobox in
+        # Libs/MRML/Widgets/qMRMLSegmentSelectorWidget.cxx); its inner combo box's
+        # activated(int) comes from the user alone.
+        # (Libs/MRML/Widgets/Resources/UI/qMRMLSegmentSelectorWidget.ui names it comboBox_Segment.)
+        for selector in (self.ui.headSegmentSelector, self.ui.necrosisSegmentSelector):
+            try:
+                comboBox = slicer.util.findChild(selector, "comboBox_Segment")
+                comboBox.connect("activated(int)", self._onSegmentChoiceChanged)
+            except RuntimeError:  # renamed in some Slicer: resolve_segment_choice still guards
+                selector.connect("currentSegmentChanged(QString)", self._onSegmentChoiceChanged)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.borderlineLabel.hide()
         self.initializeParameterNode()
@@ -107,8 +118,15 @@ class ONFHGradingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        if self._grader is not None:
+            self._grader.resume()  # catches up on edits made while the panel was hidden
 
     def exit(self) -> None:
+        # Keep the parameter node (other modules hand over a segmentation through it) and
+        # the grader, but stop recomputing while the panel is hidden.
+        self._timer.stop()
+        if self._grader is not None:
+            self._grader.pause()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
@@ -161,6 +179,8 @@ class ONFHGradingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._grader = self.logic.liveGrader(node, self._show, self._timer.start)
         self._grader.recompute()
+        if not self.parent.isEntered:
+            self._grader.pause()
 
     def _stopGrading(self) -> None:
         self._timer.stop()
@@ -168,7 +188,9 @@ class ONFHGradingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._grader.close()
             self._grader = None
 
-    def _onSegmentChoiceChanged(self, _segmentId="") -> None:
+    def _onSegmentChoiceChanged(self, _index=-1) -> None:
+        # "None" (an empty id) means automatic; onfh.mrml.grading.resolve_segment_choice
+        # decides what a removed or doubled choice means.
         if self._grader is not None:
             head = self.ui.headSegmentSelector.currentSegmentID() or None
             necrosis = self.ui.necrosisSegmentSelector.currentSegmentID() or None
@@ -229,15 +251,16 @@ class ONFHGradingLogic(ScriptedLoadableModuleLogic):
     def liveGrader(self, segmentationNode, onUpdate, schedule) -> LiveGrader:
         return LiveGrader(segmentationNode, onUpdate, schedule)
 
-    def exportGrade(self, segmentationNode, update: GradeUpdate, tableNode, csvPath: str = "") -> None:
-        """Append the grade to ``tableNode`` and, if ``csvPath`` is given, write the table there."""
+    def exportGrade(self, segmentationNode, update: GradeUpdate, tableNode, csvPath=None) -> None:
+        """Append the grade to ``tableNode`` and, if ``csvPath`` names a file, write the table there."""
         append_grade_row(tableNode, grade_table_row(segmentationNode.GetName(), update))
-        if csvPath:
-            save_table_csv(tableNode, csvPath)
+        target = csv_export_path(csvPath)
+        if target is not None:
+            save_table_csv(tableNode, str(target))
 
 
 class ONFHGradingTest(ScriptedLoadableModuleTest):
-    """In-Slicer smoke test; the logic it calls is covered by the pytest suite."""
+    """In-Slicer tests of what pytest cannot reach (the Qt panel); the logic is covered by pytest."""
 
     def setUp(self) -> None:
         slicer.mrmlScene.Clear()
@@ -245,8 +268,10 @@ class ONFHGradingTest(ScriptedLoadableModuleTest):
     def runTest(self) -> None:
         self.setUp()
         self.test_grade_spheres()
+        self.setUp()
+        self.test_panel_follows_removal_and_redraw()
 
-    def test_grade_spheres(self) -> None:
+    def _spheres(self):
         import numpy as np
 
         z, y, x = np.indices((40, 60, 60))
@@ -257,10 +282,38 @@ class ONFHGradingTest(ScriptedLoadableModuleTest):
         segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
         for name, mask in (("Femoral head", head), ("Necrosis", lesion)):
-            segmentId = segmentation.GetSegmentation().AddEmptySegment("", name)
-            slicer.util.updateSegmentBinaryLabelmapFromArray(
-                mask.astype(np.uint8), segmentation, segmentId, volume
-            )
+            self._draw(segmentation, volume, name, mask)
+        return segmentation, volume, head, lesion
+
+    @staticmethod
+    def _draw(segmentation, volume, name, mask) -> str:
+        segmentId = segmentation.GetSegmentation().AddEmptySegment("", name)
+        array = mask.astype("uint8")
+        slicer.util.updateSegmentBinaryLabelmapFromArray(array, segmentation, segmentId, volume)
+        return segmentId
+
+    def test_grade_spheres(self) -> None:
+        segmentation, _, head, lesion = self._spheres()
         result = ONFHGradingLogic().grade(segmentation)
         self.assertAlmostEqual(result.ratio, lesion.sum() / head.sum(), places=6)
         self.delayDisplay("ONFHGrading test passed")
+
+    def test_panel_follows_removal_and_redraw(self) -> None:
+        """Issue 11: the panel opens (item 1); a removed, redrawn lesion is graded (item 4)."""
+        WAIT_MS = 500  # > REFRESH_DELAY_MS; slicer.util.delayDisplay waits only from 400 ms (util.py)
+        segmentation, volume, head, lesion = self._spheres()
+        slicer.util.selectModule("ONFHGrading")
+        widget = slicer.util.getModuleWidget("ONFHGrading")
+        widget.setSegmentationNode(segmentation)
+        self.delayDisplay("Graded", WAIT_MS)
+        self.assertAlmostEqual(widget._lastUpdate.result.ratio, lesion.sum() / head.sum(), places=6)
+        segments = segmentation.GetSegmentation()
+        segments.RemoveSegment(segments.GetSegmentIdBySegmentName("Necrosis"))
+        self.delayDisplay("Lesion removed", WAIT_MS)
+        self.assertEqual(widget._lastUpdate.result.ratio, 0.0)
+        smaller = lesion.copy()
+        smaller[:30] = False  # a smaller lesion: only its slices z >= 30
+        self._draw(segmentation, volume, "Necrosis", smaller)
+        self.delayDisplay("Lesion redrawn", WAIT_MS)
+        self.assertAlmostEqual(widget._lastUpdate.result.ratio, smaller.sum() / head.sum(), places=6)
+        self.delayDisplay("ONFHGrading panel test passed")

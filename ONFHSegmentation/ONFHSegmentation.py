@@ -9,12 +9,13 @@ set" goes through ``onfh.mrml.training_export``.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import pathlib
-import shutil
 import sys
 import tempfile
+import time
 from typing import Annotated
 
 import qt
@@ -49,7 +50,15 @@ from onfh.mrml.segmentation_import import (
 )
 from onfh.mrml.training_export import export_training_case, plan_case_id
 from onfh.sampledata import SAMPLE_CATEGORY, SAMPLE_NAME, SAMPLE_NODE_NAME, sample_files, synthetic_hip
-from onfh.subprocess_runner import SegmentJob, missing_modules, pip_constraints
+from onfh.subprocess_runner import (
+    CHILD_REQUIREMENTS,
+    SHIPPED_MODEL,
+    SegmentJob,
+    find_python_slicer,
+    missing_modules,
+    pip_constraints,
+    pip_install_arguments,
+)
 
 POLL_INTERVAL_MS = 200
 
@@ -85,6 +94,8 @@ def registerSampleData() -> None:
 
     cache = slicer.mrmlScene.GetCacheManager().GetRemoteCacheDirectory()
     fileName = sample_files(cache).image_path.name
+    # Only the Sample Data button calls customDownloader; scripted SampleData.downloadSample never
+    # does (downloadFromSource in Modules/Scripted/SampleData/SampleData.py): use loadSyntheticHip().
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category=SAMPLE_CATEGORY,
         sampleName=SAMPLE_NAME,
@@ -92,13 +103,13 @@ def registerSampleData() -> None:
         fileNames=fileName,
         nodeNames=SAMPLE_NODE_NAME,
         thumbnailFileName=os.path.join(_HERE, "Resources", "Icons", "ONFHSegmentation.png"),
-        loadFileType="VolumeFile",
+        loadFileTypes="VolumeFile",
         customDownloader=loadSyntheticHip,
     )
 
 
 def loadSyntheticHip(source=None):
-    """Generate the sample on first use (about ten seconds), then load it as a volume."""
+    """Generate the sample on first use (about ten seconds) and load it; scripts call this too."""
     cache = slicer.mrmlScene.GetCacheManager().GetRemoteCacheDirectory()
     with slicer.util.tryWithErrorDisplay("Could not generate the synthetic hip.", waitCursor=True):
         files = synthetic_hip(cache)
@@ -109,7 +120,9 @@ def loadSyntheticHip(source=None):
 class ONFHSegmentationParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     device: Annotated[str, Choice(["Auto", "CPU", "GPU"])] = "Auto"
-    modelFolder: pathlib.Path
+    # "shipped" (SHIPPED_MODEL), not the absolute path of the shipped model, which goes
+    # stale after an extension update or on another machine.
+    modelFolder: pathlib.Path = pathlib.Path(SHIPPED_MODEL)
     segmentation: vtkMRMLSegmentationNode
     datasetFolder: pathlib.Path
 
@@ -150,7 +163,12 @@ class ONFHSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        self.setParameterNode(None)
+        # Keep the parameter node and the poll timer: a running job finishes, and its result
+        # is loaded and handed to ONFH Grading, while the user works in another module.
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
 
     def onSceneStartClose(self, caller, event) -> None:
         self._stopJob(cancel=True)
@@ -165,14 +183,16 @@ class ONFHSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode
         if not node.inputVolume:
             node.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-        if str(node.modelFolder) in ("", "."):
-            node.modelFolder = self.logic.shippedModelFolder() or pathlib.Path()
+        if str(node.modelFolder) in ("", ".") or node.modelFolder == self.logic.shippedModelFolder():
+            node.modelFolder = pathlib.Path(SHIPPED_MODEL)
         if str(node.datasetFolder) in ("", "."):
             node.datasetFolder = pathlib.Path.home() / "ONFH-training-set"
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            if self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+                self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
@@ -229,11 +249,19 @@ class ONFHSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if outcome is None:
                     self.ui.statusLabel.text = "Result discarded; the scene is unchanged."
                     return
-                self._parameterNode.segmentation = outcome.segmentation_node
+                # From the logic, not self._parameterNode: the user may be in another module.
+                self.logic.getParameterNode().segmentation = outcome.segmentation_node
                 self.logic.showInGrading(outcome.segmentation_node)
                 kept = f" Kept your edited: {', '.join(outcome.kept)}." if outcome.kept else ""
                 self.ui.progressBar.value = 100
-                self.ui.statusLabel.text = f"Done: '{outcome.segmentation_node.GetName()}'.{kept}"
+                name = outcome.segmentation_node.GetName()
+                warning = job.quality_warning()
+                self.ui.statusLabel.text = f"Done: '{name}'.{kept}" + (f" {warning}." if warning else "")
+            if warning:
+                slicer.util.warningDisplay(
+                    f"{warning}.\nCheck the segments of '{name}' before using the grade.",
+                    windowTitle="ONFH Segmentation",
+                )
         finally:
             job.cleanup()
             self._updateButtons()
@@ -263,13 +291,13 @@ class ONFHSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             job.cleanup()
 
     def ensureDependencies(self) -> bool:
-        """Offer to install torch and monai on first use; never touch numpy, SimpleITK, vtk."""
+        """Offer to install onnxruntime on first use; never touch numpy, SimpleITK, vtk."""
         missing = self.logic.missingPackages()
         if not missing:
             return True
         question = (
-            f"ONFH Segmentation needs {' and '.join(missing)} (about 1-3 GB download). Install now?\n"
-            "Slicer's own numpy, SimpleITK and VTK are kept as they are."
+            f"ONFH Segmentation needs the Python package {' and '.join(missing)} to run the model. "
+            "Install it now?\nSlicer's own numpy, SimpleITK and VTK are kept as they are."
         )
         if not slicer.util.confirmOkCancelDisplay(question, windowTitle="Install dependencies"):
             return False
@@ -320,9 +348,7 @@ class ONFHSegmentationLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def pythonExecutable() -> str:
         """Slicer's own Python launcher (``PythonSlicer``), so the child sees Slicer's packages."""
-        name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
-        found = shutil.which(name) or os.path.join(os.path.dirname(sys.executable), name)
-        return found if os.path.isfile(found) else sys.executable
+        return find_python_slicer(sys.executable)
 
     def startSegmentation(self, volumeNode, modelFolder=None, device: str = "Auto") -> SegmentJob:
         """Write the volume to a temporary file and start ``onfh segment`` on it (returns at once)."""
@@ -338,7 +364,7 @@ class ONFHSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def showInGrading(segmentationNode) -> None:
-        """Point ONFH Grading at the new node so the grade shows at once and follows edits."""
+        """Point ONFH Grading at the new node: graded when its panel opens, then live as it is edited."""
         grading = getattr(slicer.modules, "onfhgrading", None)
         if grading is None:
             logging.warning("ONFH Grading module not found; the grade is not shown")
@@ -347,37 +373,25 @@ class ONFHSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def missingPackages() -> list[str]:
-        return missing_modules()
-
-    def installPackages(self, packages) -> None:
-        """torch via the PyTorch extension when present (right CUDA build), else pip; monai by pip.
-
-        A constraints file pins Slicer's numpy and SimpleITK so pip can never replace them.
-        """
-        if "torch" in packages:
-            try:
-                import PyTorchUtils
-
-                PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                    askConfirmation=False, torchVersionRequirement=">=2.1"
-                )
-            except ImportError:
-                self._pipInstall("torch")
-        if "monai" in packages:
-            self._pipInstall("monai")
+        """What segmenting needs and this Python lacks (onnxruntime; torch is never required)."""
+        return missing_modules(CHILD_REQUIREMENTS)
 
     @staticmethod
-    def _pipInstall(requirement: str) -> None:
+    def installPackages(packages) -> None:
+        """pip-install ``packages`` (a list) with constraints pinning Slicer's numpy and SimpleITK.
+
+        ``slicer.packaging`` (5.12+) is a submodule ``import slicer`` does not load: look it up."""
+        packages = [str(p) for p in packages]
         with tempfile.TemporaryDirectory() as folder:
             constraints = os.path.join(folder, "constraints.txt")
             with open(constraints, "w") as f:
                 f.write(pip_constraints())
-            args = f"{requirement} --constraint {constraints}"
-            packaging = getattr(slicer, "packaging", None)  # Slicer 5.12+
-            if packaging is not None and hasattr(packaging, "pip_install"):
-                packaging.pip_install(args)
+            if importlib.util.find_spec("slicer.packaging") is not None:
+                import slicer.packaging
+
+                slicer.packaging.pip_install(packages, constraints=constraints, requester="ONFH Segmentation")
             else:
-                slicer.util.pip_install(args)
+                slicer.util.pip_install(pip_install_arguments(packages, constraints))
 
 
 class ONFHSegmentationTest(ScriptedLoadableModuleTest):
@@ -387,16 +401,17 @@ class ONFHSegmentationTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        self.setUp()
-        self.test_synthetic_hip_flow()
+        logic = ONFHSegmentationLogic()
+        if logic.missingPackages() or logic.shippedModelFolder() is None:
+            self.delayDisplay("Skipped: onnxruntime or the shipped model is not installed")
+            return
+        for test in (self.test_synthetic_hip_flow, self.test_result_arrives_while_in_another_module):
+            self.setUp()
+            test()
 
     def test_synthetic_hip_flow(self) -> None:
         logic = ONFHSegmentationLogic()
-        if logic.missingPackages() or logic.shippedModelFolder() is None:
-            self.delayDisplay("Skipped: torch/monai or the shipped model is not installed")
-            return
         volume = loadSyntheticHip()
-        self.assertIsNotNone(volume)
         job = logic.startSegmentation(volume, None, "Auto")
         try:
             self.assertEqual(job.process.wait(timeout_s=600), 0, job.process.error_message())
@@ -414,3 +429,21 @@ class ONFHSegmentationTest(ScriptedLoadableModuleTest):
             files = export_training_case(slicer.mrmlScene, node, volume, folder)
             self.assertTrue(files.label_path.is_file())
         self.delayDisplay("ONFHSegmentation test passed")
+
+    def test_result_arrives_while_in_another_module(self) -> None:
+        """Issue 11 item 2: leaving the panel mid-run still loads the result and hands it over."""
+        logic = ONFHSegmentationLogic()
+        volume = loadSyntheticHip()
+        slicer.util.selectModule("ONFHSegmentation")
+        widget = slicer.util.getModuleWidget("ONFHSegmentation")
+        logic.getParameterNode().inputVolume = volume
+        widget.onSegmentButton()
+        slicer.util.selectModule("Data")
+        deadline = time.monotonic() + 600
+        while widget._job is not None and time.monotonic() < deadline:
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        node = logic.getParameterNode().segmentation
+        self.assertIsNotNone(node, widget.ui.statusLabel.text)
+        self.assertIs(slicer.util.getModuleWidget("ONFHGrading")._parameterNode.segmentation, node)
+        self.delayDisplay("ONFHSegmentation hand-over test passed")

@@ -128,3 +128,16 @@ def test_missing_or_empty_head_is_refused_without_writing(
     with pytest.raises(OnfhError, match="femoral head segment is empty"):
         export_training_case(a_scene, a_segmentation_node, a_volume_node, root)
     assert not root.exists()
+
+
+def test_export_leaves_the_scene_as_it_was(a_scene, a_volume_node, a_segmentation_node, hip, tmp_path):
+    """Issue 11 item 5: no "<name>_ColorTable" (or any other) node left behind per export."""
+
+    def node_ids():
+        return [a_scene.GetNthNode(i).GetID() for i in range(a_scene.GetNumberOfNodes())]
+
+    before = node_ids()
+    export_training_case(a_scene, a_segmentation_node, a_volume_node, tmp_path / "dataset")
+    labels_on_volume_grid(a_scene, a_segmentation_node, a_volume_node)
+    added = [a_scene.GetNodeByID(i).GetName() for i in node_ids() if i not in before]
+    assert node_ids() == before, f"export left nodes in the scene: {added}"

@@ -14,14 +14,22 @@ from pathlib import Path
 import pytest
 
 from onfh.subprocess_runner import (
+    CHILD_REQUIREMENTS,
+    SHIPPED_MODEL,
     SegmentJob,
     SegmentProcess,
     build_segment_command,
     child_environment,
+    child_process_options,
     cli_device,
+    find_python_slicer,
     missing_modules,
+    model_folder_argument,
     parse_progress_line,
     pip_constraints,
+    pip_install_arguments,
+    quality_warning,
+    read_quality_warning,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,24 +61,37 @@ def test_cli_device_maps_gpu_per_platform():
         cli_device("tpu")
 
 
-def test_command_line_has_json_progress_and_optional_model(tmp_path):
-    without = build_segment_command("PythonSlicer", tmp_path / "in.nrrd", tmp_path / "out")
-    assert without[:4] == ["PythonSlicer", "-m", "onfh", "segment"]
+def test_command_line_runs_the_entry_script_with_json_progress_and_optional_model(tmp_path):
+    without = build_segment_command("PythonSlicer", REPO_ROOT, tmp_path / "in.nrrd", tmp_path / "out")
+    assert without[:3] == ["PythonSlicer", str(REPO_ROOT / "onfh" / "__main__.py"), "segment"]
+    assert Path(without[1]).is_file()
     assert without[without.index("--progress") + 1] == "json"
     assert without[without.index("-o") + 1] == str(tmp_path / "out")
     assert "--model" not in without
-    assert "--model" not in build_segment_command("py", "in.nrrd", "out", model_dir=Path("."))
-    with_model = build_segment_command("py", "in.nrrd", "out", model_dir=tmp_path / "m", device="gpu")
+    for shipped in (Path("."), "", SHIPPED_MODEL, Path(SHIPPED_MODEL)):
+        assert "--model" not in build_segment_command("py", REPO_ROOT, "in.nrrd", "out", model_dir=shipped)
+    with_model = build_segment_command(
+        "py", REPO_ROOT, "in.nrrd", "out", model_dir=tmp_path / "m", device="gpu"
+    )
     assert with_model[with_model.index("--model") + 1] == str(tmp_path / "m")
     assert with_model[with_model.index("--device") + 1] in ("cuda", "mps")
+
+
+def test_the_parameter_node_stores_shipped_not_a_path():
+    assert model_folder_argument(SHIPPED_MODEL) is None
+    assert model_folder_argument(None) is None
+    assert model_folder_argument(Path()) is None
+    assert model_folder_argument(" /opt/models/my model ") == "/opt/models/my model"
 
 
 def test_command_line_is_accepted_by_the_real_segment_parser(tmp_path):
     pytest.importorskip("onfh.commands.segment")
     from onfh.cli import build_parser
 
-    command = build_segment_command("py", tmp_path / "in.nrrd", tmp_path / "out", tmp_path / "m", "cpu")
-    args = build_parser().parse_args(command[3:])
+    command = build_segment_command(
+        "py", REPO_ROOT, tmp_path / "in.nrrd", tmp_path / "out", tmp_path / "m", "cpu"
+    )
+    args = build_parser().parse_args(command[2:])
     assert args.command == "segment"
 
 
@@ -86,13 +107,67 @@ def test_parse_progress_line_accepts_progress_objects_only():
     assert parse_progress_line('{"stage": "new_stage_x"}').text == "New stage x"
 
 
-def test_child_environment_prepends_package_root_once(tmp_path):
-    base = {"PYTHONPATH": os.pathsep.join(["/a", "/b"]), "HOME": "/h"}
-    env = child_environment(base, tmp_path)
-    parts = env["PYTHONPATH"].split(os.pathsep)
-    assert parts == [str(tmp_path.resolve()), "/a", "/b"]
-    assert child_environment(env, tmp_path)["PYTHONPATH"] == env["PYTHONPATH"]
-    assert base["PYTHONPATH"] == os.pathsep.join(["/a", "/b"]), "the caller's dict must not change"
+def test_child_environment_is_unbuffered_and_leaves_the_caller_alone():
+    base = {"PYTHONPATH": "/a", "HOME": "/h"}
+    env = child_environment(base)
+    assert env["PYTHONUNBUFFERED"] == "1" and env["PYTHONPATH"] == "/a"
+    assert "PYTHONUNBUFFERED" not in base, "the caller's dict must not change"
+
+
+def test_pip_arguments_are_a_list_that_keeps_windows_paths_and_spaces():
+    """Issue 11 item 3: one string was split by shlex (POSIX), losing backslashes."""
+    path = r"C:\Users\Dr A\AppData\Local\Temp\tmp1\constraints.txt"
+    args = pip_install_arguments(CHILD_REQUIREMENTS, path)
+    assert isinstance(args, list) and all(isinstance(a, str) for a in args)
+    assert args == [*CHILD_REQUIREMENTS, "--constraint", path]
+
+
+def test_segmenting_needs_only_onnxruntime():
+    assert CHILD_REQUIREMENTS == ("onnxruntime",)
+
+
+def test_windows_children_get_no_console_window_and_their_own_group():
+    flags = child_process_options("win32")["creationflags"]
+    assert flags & 0x08000000, "CREATE_NO_WINDOW"
+    assert flags & 0x00000200, "CREATE_NEW_PROCESS_GROUP"
+    if sys.platform == "win32":
+        import subprocess
+
+        assert flags == subprocess.CREATE_NO_WINDOW | subprocess.CREATE_NEW_PROCESS_GROUP
+    assert child_process_options("linux") == {"start_new_session": True}
+
+
+def test_python_slicer_is_found_on_the_path_or_beside_the_app_and_never_guessed(tmp_path):
+    from onfh.errors import OnfhError
+
+    app = tmp_path / "bin" / "SlicerApp-real"
+    app.parent.mkdir()
+    app.write_text("")
+    assert find_python_slicer(app, which=lambda name: f"/on/path/{name}", platform="linux") == (
+        "/on/path/PythonSlicer"
+    )
+    with pytest.raises(OnfhError, match="PythonSlicer not found"):
+        find_python_slicer(app, which=lambda name: None, platform="linux")
+    beside = app.parent / "PythonSlicer.exe"
+    beside.write_text("")
+    assert find_python_slicer(app, which=lambda name: None, platform="win32") == str(beside)
+
+
+def test_quality_warning_reads_the_report_defensively(tmp_path):
+    assert quality_warning({"steinberg_grade": "B"}) is None, "old reports have no quality entry"
+    assert quality_warning({"quality": {"passed": True, "reasons": []}}) is None
+    assert quality_warning({"quality": None}) is None and quality_warning([1, 2]) is None
+    failed = {"quality": {"passed": False, "reasons": ["head radius 9 mm", "lesion outside head"]}}
+    assert quality_warning(failed) == "Low confidence: head radius 9 mm; lesion outside head"
+    assert quality_warning({"quality": {"passed": False}}) == "Low confidence: the quality check failed"
+    both = {"quality": [{"passed": True, "reasons": []}, {"passed": False, "reasons": ["left head small"]}]}
+    assert quality_warning(both) == "Low confidence: left head small"
+    report = tmp_path / "input.json"
+    report.write_text(json.dumps(failed))
+    assert read_quality_warning(report).startswith("Low confidence: head radius")
+    assert read_quality_warning(tmp_path / "missing.json") is None
+    report.write_text("{not json")
+    assert read_quality_warning(report) is None
 
 
 def test_progress_events_log_and_error_line_from_a_real_child(tmp_path):
@@ -166,9 +241,11 @@ def test_missing_executable_is_a_one_line_error(tmp_path):
         SegmentProcess([str(tmp_path / "no-such-python"), "-m", "onfh"])
 
 
-def test_segment_help_runs_in_a_child_with_the_package_on_its_path(tmp_path):
-    env = child_environment({k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, REPO_ROOT)
-    process = SegmentProcess([sys.executable, "-m", "onfh", "--help"], env=env, cwd=tmp_path)
+def test_segment_help_runs_by_script_path_without_pythonpath(tmp_path):
+    """The child finds ``onfh`` with no PYTHONPATH at all, from any working folder."""
+    env = child_environment({k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    command = [*build_segment_command(sys.executable, REPO_ROOT, "in.nrrd", "out")[:2], "--help"]
+    process = SegmentProcess(command, env=env, cwd=tmp_path)
     assert process.wait(timeout_s=60) == 0, process.stderr_lines
     assert any("usage: onfh" in line for line in process.log_lines)
 
@@ -223,3 +300,18 @@ def test_segment_job_leaves_nothing_behind_when_it_cannot_start(tmp_path):
     with pytest.raises(OnfhError, match="could not start"):
         SegmentJob(image, tmp_path / "no-python", REPO_ROOT)
     assert set(Path(tempfile.gettempdir()).glob("onfh-segment-*")) == before
+
+
+def test_the_entry_script_runs_the_package_beside_it_not_an_installed_one(tmp_path):
+    """Run by path, ``onfh/__main__.py`` must import the ``onfh`` it sits in (the extension's
+    copy), whatever ``onfh`` is installed in that Python or on ``PYTHONPATH``."""
+    package = tmp_path / "extension" / "onfh"
+    package.mkdir(parents=True)
+    (package / "__main__.py").write_text((REPO_ROOT / "onfh" / "__main__.py").read_text())
+    (package / "__init__.py").write_text("")
+    (package / "cli.py").write_text("def main():\n    print(__file__)\n    return 0\n")
+    env = child_environment({**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    command = build_segment_command(sys.executable, package.parent, "in.nrrd", "out")[:2]
+    process = SegmentProcess(command, env=env, cwd=tmp_path)
+    assert process.wait(timeout_s=60) == 0, process.stderr_lines
+    assert process.log_lines == [str(package / "cli.py")]

@@ -101,3 +101,138 @@ def test_ui_declares_every_custom_widget_it_uses(module):
     used = {w.get("class") for w in tree.iter("widget")}
     custom = {c for c in used if c.startswith(("qMRML", "ctk", "qSlicer"))}
     assert custom <= declared, f"{module}.ui uses undeclared custom widgets {sorted(custom - declared)}"
+
+
+# --- Parameter types each widget class can be bound to ----------------------------------
+# Facts from the ``canRepresent`` methods in Slicer's
+# Base/Python/slicer/parameterNodeWrapper/guiConnectors.py, read at tag v5.8.1 (the oldest
+# Slicer we support) and at main (2026-08). ``connectGui`` raises "Unable to create GUI
+# connector" for any other pairing, inside ``setup()``: the module panel never opens.
+# Widget classes are compared exactly (``type(widget) ==``), so a subclass is not accepted.
+# "+Choice": QComboBoxToStringableConnector also requires a ``Choice`` annotation.
+_FLOAT_WIDGETS = (
+    "QDoubleSpinBox",
+    "ctkSliderWidget",
+    "qMRMLSliderWidget",
+    "ctkDoubleSlider",
+    "ctkDoubleSpinBox",
+    "qMRMLSpinBox",
+)
+_V5_8_1 = {
+    "QCheckBox": {"bool"},
+    "ctkCheckBox": {"bool"},
+    "QPushButton": {"bool"},
+    "QSlider": {"int"},
+    "QSpinBox": {"int"},
+    **{name: {"float"} for name in _FLOAT_WIDGETS},
+    "QComboBox": {"int+Choice", "float+Choice", "str+Choice", "bool+Choice", "enum"},
+    "ctkComboBox": {"int+Choice", "float+Choice", "str+Choice", "bool+Choice", "enum"},
+    "QLineEdit": {"str"},
+    "QLabel": {"str"},
+    "QTextEdit": {"str"},
+    "ctkRangeWidget": {"FloatRange"},
+    "ctkDoubleRangeSlider": {"FloatRange"},
+    "qMRMLRangeWidget": {"FloatRange"},
+    "ctkPathLineEdit": {"path"},
+    "ctkDirectoryButton": {"path"},
+    "qMRMLNodeComboBox": {"node"},
+}
+_MAIN = {
+    **_V5_8_1,
+    **{name: {"float", "int"} for name in _FLOAT_WIDGETS},
+    "ctkCheckablePushButton": {"bool"},
+    "ctkColorPickerButton": {"QColor"},
+}
+ACCEPTED_TYPES = {"v5.8.1": _V5_8_1, "main": _MAIN}
+_PATH_TYPES = {"Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath"}
+
+
+def annotation_kind(annotation: ast.expr) -> str:
+    """What a field's annotation is, in the words of the table above ("path", "str+Choice")."""
+    if isinstance(annotation, ast.Subscript) and _name(annotation.value) == "Annotated":
+        parts = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
+        kind = annotation_kind(parts[0])
+        has_choice = any(isinstance(p, ast.Call) and _name(p.func) == "Choice" for p in parts[1:])
+        return kind + "+Choice" if has_choice and kind in ("int", "float", "str", "bool") else kind
+    if isinstance(annotation, ast.Subscript) and _name(annotation.value) in ("Union", "Optional"):
+        parts = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
+        kinds = {annotation_kind(p) for p in parts}
+        return "node" if kinds == {"node"} else "union"
+    name = _name(annotation)
+    if name in ("bool", "int", "float", "str", "FloatRange", "QColor"):
+        return name
+    if name in _PATH_TYPES:
+        return "path"
+    if name.startswith("vtkMRML"):
+        return "node"
+    return f"unknown ({ast.unparse(annotation)})"
+
+
+def _name(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def parameter_node_annotations(tree: ast.Module) -> dict[str, ast.expr]:
+    """Field name -> annotation of every ``parameterNodeWrapper`` class of a module."""
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any(
+            _name(d) == "parameterNodeWrapper" for d in node.decorator_list
+        ):
+            for statement in node.body:
+                if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+                    found[statement.target.id] = statement.annotation
+    return found
+
+
+def ui_bound_widgets(module: str) -> list[tuple[str, str, str]]:
+    """(widget name, widget class, parameter name) of every bound widget."""
+    bound = []
+    for widget in ElementTree.parse(ui_file(module)).iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound.append((widget.get("name"), widget.get("class"), prop.findtext("string")))
+    return bound
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("slicer_version", sorted(ACCEPTED_TYPES))
+def test_every_binding_has_a_gui_connector_in_slicer(module, slicer_version):
+    """Issue 11 item 1: ``csvPath: str`` on a ctkPathLineEdit killed the ONFH Grading panel."""
+    annotations = parameter_node_annotations(module_tree(module))
+    table = ACCEPTED_TYPES[slicer_version]
+    wrong = []
+    for widget, widget_class, parameter in ui_bound_widgets(module):
+        kind = annotation_kind(annotations[parameter])
+        if kind not in table.get(widget_class, set()):
+            accepted = sorted(table.get(widget_class, set())) or "nothing (no connector)"
+            wrong.append(f"{widget} ({widget_class}) <- {parameter}: {kind}; accepts {accepted}")
+    assert not wrong, f"{module}: no GUI connector in Slicer {slicer_version}: " + "; ".join(wrong)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_each_parameter_is_bound_to_one_widget(module):
+    """``connectGui`` maps parameter name -> widget: a second widget silently replaces the first
+    (``_connectGui`` in Base/Python/slicer/parameterNodeWrapper/wrapper.py)."""
+    names = [parameter for _, _, parameter in ui_bound_widgets(module)]
+    assert len(names) == len(set(names)), f"{module}.ui binds a parameter twice: {names}"
+
+
+def test_annotation_kinds_of_known_faults():
+    """The classifier sees the fault of issue 11 item 1 and the fix."""
+
+    def kind(source: str) -> str:
+        return annotation_kind(ast.parse(source, mode="eval").body)
+
+    assert kind("str") not in ACCEPTED_TYPES["v5.8.1"]["ctkPathLineEdit"]
+    assert kind("pathlib.Path") in ACCEPTED_TYPES["v5.8.1"]["ctkPathLineEdit"]
+    assert kind('Annotated[str, Choice(["Auto", "CPU"])]') == "str+Choice"
+    assert kind("Annotated[str, Default('x')]") == "str"
+    assert kind("vtkMRMLSegmentationNode") == "node"
+    assert kind("Union[vtkMRMLScalarVolumeNode, vtkMRMLLabelMapVolumeNode]") == "node"
+    assert kind("int") not in ACCEPTED_TYPES["v5.8.1"]["ctkSliderWidget"]
+    assert kind("int") in ACCEPTED_TYPES["main"]["ctkSliderWidget"]

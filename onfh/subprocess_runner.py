@@ -2,7 +2,7 @@
 
 Slicer's GUI must never freeze while a model runs, and Cancel must really stop the work
 (ARCHITECTURE.md section 3). So the Segment button starts Slicer's own Python as a child
-process (``PythonSlicer -m onfh segment ... --progress json``); this module reads its
+process (``PythonSlicer <root>/onfh/__main__.py segment ... --progress json``); this module reads its
 output on background threads and hands complete progress events to whoever polls, which
 in Slicer is a ``QTimer`` in the Qt layer. Nothing here imports Qt or Slicer, so the
 same code is tested with a real child process under pytest.
@@ -21,19 +21,31 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from onfh.errors import OnfhError
 from onfh.imageio import write_image_atomic
 
-CHILD_REQUIREMENTS = ("torch", "monai")
-"""What the child needs beyond Slicer's Python; the module offers to install them."""
+CHILD_REQUIREMENTS = ("onnxruntime",)
+"""What segmenting needs beyond Slicer's Python (the ONNX backend); the module offers to
+install it. torch and monai are for training and the torch backend only."""
 PROTECTED_DISTRIBUTIONS = ("numpy", "SimpleITK", "vtk")
 """Slicer's own builds: a dependency install must never replace them."""
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 """What the module offers; ``gpu`` becomes ``cuda`` (or ``mps`` on macOS) for the CLI."""
+SHIPPED_MODEL = "shipped"
+"""What a Slicer parameter node stores for "the model shipped with this extension": an
+absolute path would go stale after an extension update or on another machine."""
+ENTRY_SCRIPT = Path("onfh") / "__main__.py"
+"""The child runs this file by path under the package root (no PYTHONPATH needed)."""
+
+# Windows process-creation flags (values from the Win32 API; ``subprocess`` defines them
+# on Windows only). CREATE_NO_WINDOW: no console window per run, as Slicer's own
+# launchConsoleProcess hides it (Base/Python/slicer/util.py).
+_CREATE_NEW_PROCESS_GROUP = 0x00000200
+_CREATE_NO_WINDOW = 0x08000000
 
 _STDERR_TAIL_LINES = 200
 
@@ -63,6 +75,61 @@ def pip_constraints(names: Sequence[str] = PROTECTED_DISTRIBUTIONS) -> str:
     return "\n".join(pins) + "\n"
 
 
+def pip_install_arguments(requirements: Sequence[str], constraints_path: str | os.PathLike) -> list[str]:
+    """``pip install`` arguments as a list: each requirement, then ``--constraint PATH``.
+
+    A list, never one string: ``slicer.util.pip_install`` splits a string with POSIX
+    ``shlex.split`` (Base/Python/slicer/util.py at v5.8.1), which drops the backslashes of a
+    Windows path and breaks a path with a space; list items are passed on untouched.
+    """
+    return [str(r) for r in requirements] + ["--constraint", str(constraints_path)]
+
+
+def find_python_slicer(
+    executable: str | os.PathLike,
+    which: Callable[[str], str | None] = shutil.which,
+    platform: str = sys.platform,
+) -> str:
+    """Slicer's Python launcher (``PythonSlicer``), on the PATH or beside ``executable``.
+
+    Inside Slicer ``sys.executable`` is the application, not a Python, so it is never a
+    fallback. Slicer puts PythonSlicer on the PATH of its own process and finds it with
+    ``shutil.which`` too (``_executePythonModule`` in Base/Python/slicer/util.py).
+
+    Raises:
+        OnfhError: no PythonSlicer found.
+    """
+    name = "PythonSlicer.exe" if platform == "win32" else "PythonSlicer"
+    found = which(name)
+    if found:
+        return found
+    beside = Path(executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    raise OnfhError(f"{name} not found on the PATH nor beside {executable}; cannot run the segmentation")
+
+
+def model_folder_argument(model_dir: str | os.PathLike | None) -> str | None:
+    """The ``--model`` value for a model choice; ``None`` means the shipped model.
+
+    ``None``, an empty path (read back as ``"."``) and ``SHIPPED_MODEL`` all mean "the
+    model shipped with the extension", which the engine finds by itself.
+    """
+    text = "" if model_dir is None else str(model_dir).strip()
+    return None if text in ("", ".", SHIPPED_MODEL) else text
+
+
+def child_process_options(platform: str = sys.platform) -> dict:
+    """``subprocess.Popen`` keyword arguments that put the child in its own process group.
+
+    POSIX: a new session, so Cancel can signal the whole group. Windows: a new process
+    group and no console window (Cancel uses ``taskkill /T``).
+    """
+    if platform == "win32":
+        return {"creationflags": _CREATE_NEW_PROCESS_GROUP | _CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
 def cli_device(choice: str, platform: str = sys.platform) -> str:
     """Translate the module's device choice into the ``onfh segment --device`` value.
 
@@ -83,6 +150,7 @@ def cli_device(choice: str, platform: str = sys.platform) -> str:
 
 def build_segment_command(
     python_executable: str | os.PathLike,
+    package_root: str | os.PathLike,
     input_path: str | os.PathLike,
     output_dir: str | os.PathLike,
     model_dir: str | os.PathLike | None = None,
@@ -90,17 +158,21 @@ def build_segment_command(
 ) -> list[str]:
     """The argument list that segments one image with JSON progress on stdout.
 
+    The engine is started by script path (``PythonSlicer <root>/onfh/__main__.py``), as
+    Slicer's AI extensions start theirs: the child finds ``onfh`` whatever the PythonSlicer
+    launcher does to ``PYTHONPATH``.
+
     Args:
-        python_executable: the Python that has ``onfh`` and torch (``PythonSlicer`` in Slicer).
+        python_executable: the Python that runs the engine (``PythonSlicer`` in Slicer).
+        package_root: the folder that holds the ``onfh`` package.
         input_path: the image file (Slicer saves the volume to a temporary NRRD first).
         output_dir: where ``onfh segment`` writes ``<case>.seg.nrrd`` and ``<case>.json``.
-        model_dir: a model folder, or ``None`` for the shipped default model.
+        model_dir: a model folder; ``None``, ``""`` or ``SHIPPED_MODEL`` for the shipped model.
         device: a choice from ``DEVICE_CHOICES``.
     """
     command = [
         str(python_executable),
-        "-m",
-        "onfh",
+        str(Path(package_root) / ENTRY_SCRIPT),
         "segment",
         str(input_path),
         "-o",
@@ -110,25 +182,53 @@ def build_segment_command(
         "--progress",
         "json",
     ]
-    if model_dir is not None and str(model_dir).strip() not in ("", "."):
-        command += ["--model", str(model_dir)]
+    model = model_folder_argument(model_dir)
+    if model is not None:
+        command += ["--model", model]
     return command
 
 
-def child_environment(base: dict[str, str], package_root: str | os.PathLike) -> dict[str, str]:
-    """A copy of ``base`` in which ``import onfh`` finds the package under ``package_root``.
+def child_environment(base: dict[str, str]) -> dict[str, str]:
+    """A copy of ``base`` for the child: unbuffered output, so progress arrives as printed.
 
-    The extension's folder is not on the child's default path inside Slicer, so it is
-    prepended to ``PYTHONPATH`` (once). Threads for OpenMP/MKL are left to the engine.
+    Threads for OpenMP/MKL are left to the engine.
     """
     env = dict(base)
-    root = str(Path(package_root).resolve())
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in parts:
-        parts.insert(0, root)
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    env["PYTHONUNBUFFERED"] = "1"  # progress lines must arrive as they are printed
+    env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def quality_warning(report: object) -> str | None:
+    """ "Low confidence: <why>" when the report's quality check failed, else ``None``.
+
+    Reads the ``quality`` entry of an ``onfh segment`` JSON report defensively: older
+    reports have none, and a bilateral report may hold one entry per femoral head
+    (``{"passed": bool, "reasons": [...]}`` each).
+    """
+    quality = report.get("quality") if isinstance(report, dict) else None
+    entries = quality if isinstance(quality, list) else [quality]
+    reasons: list[str] = []
+    failed = False
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("passed") is False:
+            failed = True
+            listed = entry.get("reasons")
+            if isinstance(listed, (list, tuple)):
+                reasons += [str(r) for r in listed if str(r).strip()]
+            elif isinstance(listed, str) and listed.strip():
+                reasons.append(listed)
+    if not failed:
+        return None
+    return "Low confidence: " + ("; ".join(reasons) if reasons else "the quality check failed")
+
+
+def read_quality_warning(report_path: str | os.PathLike) -> str | None:
+    """``quality_warning`` of a report file; ``None`` when it is missing or not JSON."""
+    try:
+        report = json.loads(Path(report_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return quality_warning(report)
 
 
 @dataclass(frozen=True)
@@ -206,11 +306,7 @@ class SegmentProcess:
         self._log: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
         self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
         self.cancelled = False
-        kwargs: dict = {}
-        if sys.platform == "win32":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True
+        kwargs = child_process_options()
         try:
             self._process = subprocess.Popen(
                 self.command,
@@ -362,9 +458,9 @@ class SegmentJob:
         try:
             write_image_atomic(image, self.input_path, compress=False)
             command = build_segment_command(
-                python_executable, self.input_path, self.output_dir, model_dir, device
+                python_executable, package_root, self.input_path, self.output_dir, model_dir, device
             )
-            env = child_environment(dict(os.environ) if base_env is None else base_env, package_root)
+            env = child_environment(dict(os.environ) if base_env is None else base_env)
             self.process = SegmentProcess(command, env=env, cwd=self.folder)
         except BaseException:
             self.cleanup()
@@ -379,6 +475,10 @@ class SegmentJob:
     def report_path(self) -> Path:
         """The per-case JSON report (model id and sha256, grade) the child writes."""
         return self.output_dir / f"{self.INPUT_NAME}.json"
+
+    def quality_warning(self) -> str | None:
+        """The report's "Low confidence: <why>", if the engine's quality check failed."""
+        return read_quality_warning(self.report_path)
 
     def cleanup(self) -> None:
         """Remove the temporary folder (input, outputs, logs)."""

@@ -8,6 +8,7 @@ observing edits) lives here so it is tested on real MRML.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -19,13 +20,20 @@ from onfh.grading import GradeResult, count_label_values, count_pair, grade_from
 from onfh.labels import classify_segment
 
 BINARY_LABELMAP = "Binary labelmap"
-# vtkSegmentation events a segment edit can fire; voxel edits fire only the source-
-# representation event, so it must be among them.
+# vtkSegmentation events a segment edit can fire (the node re-invokes all of them; see
+# Libs/MRML/Core/vtkMRMLSegmentationNode.cxx). Voxel edits fire only SourceRepresentation-
+# Modified; "Clear selected segment" (vtkSlicerSegmentationsModuleLogic::ClearSegment in
+# Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.cxx) fires only
+# RepresentationModified; undo (vtkSegmentationHistory::RestoreState) may add, copy,
+# remove and reorder segments; segment order decides the automatic choice.
 SEGMENTATION_EVENTS = (
     "SegmentAdded",
     "SegmentRemoved",
     "SegmentModified",
     "SourceRepresentationModified",
+    "RepresentationModified",
+    "ContainedRepresentationNamesModified",
+    "SegmentsOrderModified",
 )
 
 
@@ -49,6 +57,55 @@ def find_grading_segments(segmentation_node) -> dict[str, str | None]:
         if kind and found[kind] is None:
             found[kind] = segmentation.GetNthSegmentID(index)
     return found
+
+
+def resolve_segment_choice(
+    chosen_head: str | None,
+    chosen_necrosis: str | None,
+    segment_ids: list[str],
+    automatic: dict[str, str | None],
+) -> tuple[str | None, str | None]:
+    """The segments to grade: the user's choice where it still holds, else the automatic one.
+
+    A chosen id that is no longer in the segmentation (removed, or removed and drawn again,
+    which gives a new id) means "automatic", and so do two equal choices: one segment
+    cannot be both the head and the lesion, and Slicer's segment selector jumps to the
+    first segment on its own when its segment is removed (populateSegmentCombobox in
+    Libs/MRML/Widgets/qMRMLSegmentSelectorWidget.cxx), which pins such a pair.
+
+    Args:
+        chosen_head, chosen_necrosis: segment ids the user picked, ``None`` for automatic.
+        segment_ids: ids of the segments the segmentation holds now.
+        automatic: ``find_grading_segments`` of the segmentation.
+
+    Returns:
+        ``(head_id, necrosis_id)``; an automatic pick equal to the other side is dropped.
+    """
+    present = set(segment_ids)
+    clash = bool(chosen_head) and chosen_head == chosen_necrosis
+
+    def keep(chosen: str | None) -> str | None:
+        return chosen if chosen and not clash and chosen in present else None
+
+    head, necrosis = keep(chosen_head), keep(chosen_necrosis)
+    head_id = head or automatic.get("femoral_head")
+    necrosis_id = necrosis or automatic.get("necrosis")
+    if head_id is not None and head_id == necrosis_id:
+        if necrosis is None:
+            necrosis_id = None
+        else:
+            head_id = None
+    return head_id, necrosis_id
+
+
+def csv_export_path(path) -> Path | None:
+    """The CSV file to write, or ``None`` when the field holds no file.
+
+    The panel's path field is a ``pathlib.Path`` parameter (the only type Slicer's
+    ``ctkPathLineEdit`` connector accepts), whose empty default reads back as ``Path(".")``.
+    """
+    text = "" if path is None else str(path).strip()
+    return None if text in ("", ".") else Path(text)
 
 
 def _world_volume_scale(segmentation_node) -> float:
@@ -225,6 +282,8 @@ class LiveGrader:
         self.schedule = schedule
         self.head_id = head_id
         self.necrosis_id = necrosis_id
+        self.paused = False
+        self._stale = False
         self._observers: list[tuple[object, int]] = []
         events = [getattr(slicer.vtkSegmentation, name) for name in SEGMENTATION_EVENTS]
         events.append(slicer.vtkMRMLTransformableNode.TransformModifiedEvent)
@@ -233,27 +292,44 @@ class LiveGrader:
             self._observers.append((segmentation_node, tag))
 
     def _on_event(self, caller, event) -> None:
-        self.schedule()
+        self._request()
+
+    def _request(self) -> None:
+        if self.paused:
+            self._stale = True
+        else:
+            self.schedule()
+
+    def pause(self) -> None:
+        """Stop recomputing (the panel is hidden); edits meanwhile are remembered."""
+        self.paused = True
+
+    def resume(self) -> GradeUpdate | None:
+        """Recompute at once if anything changed while paused, then follow edits again."""
+        self.paused = False
+        if self._stale:
+            self._stale = False
+            return self.recompute()
+        return None
 
     def set_segments(self, head_id: str | None, necrosis_id: str | None) -> None:
         """Fix which segments are graded (``None``: automatic) and request a recompute."""
         self.head_id, self.necrosis_id = head_id, necrosis_id
-        self.schedule()
+        self._request()
 
     def recompute(self) -> GradeUpdate:
         """Grade now and report the result to ``on_update``."""
-        found = find_grading_segments(self.node)
-        head_id = self.head_id if self._exists(self.head_id) else found["femoral_head"]
-        necrosis_id = self.necrosis_id if self._exists(self.necrosis_id) else found["necrosis"]
+        segmentation = self.node.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        head_id, necrosis_id = resolve_segment_choice(
+            self.head_id, self.necrosis_id, ids, find_grading_segments(self.node)
+        )
         try:
             update = GradeUpdate(compute_grade(self.node, head_id, necrosis_id), None, head_id, necrosis_id)
         except ValueError as error:
             update = GradeUpdate(None, str(error), head_id, necrosis_id)
         self.on_update(update)
         return update
-
-    def _exists(self, segment_id: str | None) -> bool:
-        return bool(segment_id) and self.node.GetSegmentation().GetSegment(segment_id) is not None
 
     def close(self) -> None:
         """Stop observing the node."""

@@ -65,6 +65,11 @@ def plan_case_id(dataset_root: str | os.PathLike, volume_node) -> CaseIdPlan:
     return CaseIdPlan(case_id, exists, alternative)
 
 
+def _node_ids(scene) -> list[str]:
+    """IDs of every node in the scene, in scene order."""
+    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
 def labels_on_volume_grid(scene, segmentation_node, volume_node) -> np.ndarray:
     """The 0/1/2 label array (z, y, x) of a segmentation on the volume's voxel grid.
 
@@ -83,6 +88,7 @@ def labels_on_volume_grid(scene, segmentation_node, volume_node) -> np.ndarray:
     ids.InsertNextValue(found["femoral_head"])
     if found["necrosis"]:
         ids.InsertNextValue(found["necrosis"])
+    before = _node_ids(scene)
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "onfh training export")
     try:
         logic = slicer.vtkSlicerSegmentationsModuleLogic
@@ -96,10 +102,14 @@ def labels_on_volume_grid(scene, segmentation_node, volume_node) -> np.ndarray:
         labels[exported == 1] = HEAD_WITHOUT_NECROSIS
         labels[exported == 2] = NECROSIS
     finally:
-        display = labelmap.GetDisplayNode()
-        if display is not None:
-            scene.RemoveNode(display)
-        scene.RemoveNode(labelmap)
+        # Without a colour table the export adds a "<name>_ColorTable" node and a display
+        # node (ExportSegmentsToLabelmapNode in Modules/Loadable/Segmentations/Logic/
+        # vtkSlicerSegmentationsModuleLogic.cxx); remove all it added, newest first.
+        for node_id in reversed(_node_ids(scene)):
+            if node_id not in before:
+                node = scene.GetNodeByID(node_id)
+                if node is not None:
+                    scene.RemoveNode(node)
     if not labels.any():
         raise OnfhError(f"segmentation {name!r}: the femoral head segment is empty; nothing to export")
     return labels
