@@ -24,6 +24,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from onfh.errors import OnfhError
+from onfh.head_check import HeadCheck, check_head
+from onfh.head_search import MIN_CANDIDATE_VOLUME_MM3, candidate_centres, distinct, search_lattice
 from onfh.preprocessing import localiser_input, mask_centroid_mm, physical_bounds, segmenter_crop
 
 # progress(stage, fraction of this image done in [0, 1])
@@ -32,6 +34,7 @@ ProgressCallback = Callable[[str, float], None]
 MIN_HEAD_VOLUME_MM3 = 1000.0  # a 12 mm ball: anything smaller is not a femoral head
 MIN_FIELD_OF_VIEW_MM = 32.0  # adult femoral heads are 42-50 mm across
 RECENTRE_SHIFT_MM = 3.0
+SEARCH_STAGE = "search whole image (slower: the localised head failed its check)"
 MAX_HEADS = 2  # a bilateral scan shows both hips
 SECOND_HEAD_FRACTION = 0.4
 MIN_HEAD_SEPARATION_MM = 100.0  # adult femoral head centres lie about 150-200 mm apart
@@ -45,6 +48,7 @@ class HeadResult:
     crop_centre_mm: tuple[float, float, float]  # centre of the crop finally segmented
     head_voxels: int  # labels 1 and 2 on the input grid
     necrosis_voxels: int  # label 2 on the input grid
+    check: HeadCheck | None = None  # the sphere check of this head's crop
     side: str | None = None  # "left"/"right" when two heads tell the sides apart
 
 
@@ -57,6 +61,19 @@ class InferenceResult:
     crop_centre_mm: tuple[float, float, float]  # its crop's centre as finally segmented
     timings_s: dict[str, float] = field(default_factory=dict)
     heads: list[HeadResult] = field(default_factory=list)
+
+    @property
+    def quality(self) -> dict[str, Any]:
+        """The sphere checks of every head: ``passed``, a ``summary`` line and one entry per head.
+
+        A failed check means the result is returned with low confidence, never as a plain grade.
+        """
+        checks = [h.check for h in self.heads if h.check is not None]
+        failed = [c for c in checks if not c.passed]
+        summary = (
+            "passed" if not failed else "low confidence: " + "; ".join(r for c in failed for r in c.reasons)
+        )
+        return {"passed": not failed, "summary": summary, "heads": [c.to_dict() for c in checks]}
 
 
 def run_network(network: Any, array: np.ndarray, device: Any) -> np.ndarray:
@@ -266,21 +283,31 @@ class Segmenter:
         lap("localiser_preprocess_s")
         coarse_probabilities = run_network(self.model.localiser, coarse, self.device)
         lap("localiser_network_s")
-        centres = localise_heads(
-            coarse_probabilities,
-            coarse_grid,
-            min_volume_mm3=float(localiser.get("min_head_volume_mm3", MIN_HEAD_VOLUME_MM3)),
-            max_heads=int(localiser.get("max_heads", MAX_HEADS)),
+        min_volume_mm3 = float(localiser.get("min_head_volume_mm3", MIN_HEAD_VOLUME_MM3))
+        try:
+            centres = localise_heads(
+                coarse_probabilities,
+                coarse_grid,
+                min_volume_mm3=min_volume_mm3,
+                max_heads=int(localiser.get("max_heads", MAX_HEADS)),
+            )
+        except OnfhError:
+            centres = []  # nothing head-like: the whole-image search below still looks
+        alternatives = HeadAlternatives(
+            self, image, candidate_centres(coarse_probabilities, coarse_grid, min_volume_mm3), report, lap
         )
         lap("localise_s")
 
         label_array = np.zeros(image.GetSize()[::-1], dtype=np.uint8)
         heads = []
-        for number, head_centre in enumerate(centres):
-            share = 0.1 + 0.8 * number / len(centres)
+        for number, head_centre in enumerate(centres or [None]):
+            share = 0.1 + 0.8 * number / max(len(centres), 1)
             report("segment", share)
-            probabilities, crop_grid, crop_centre = self._segment_crop(image, head_centre, lap)
-            report("resample", share + 0.6 / len(centres))
+            attempt = alternatives.first_passing(head_centre, [h.crop_centre_mm for h in heads])
+            if attempt is None:
+                continue
+            probabilities, crop_grid, crop_centre, check = attempt
+            report("resample", share + 0.6 / max(len(centres), 1))
             head_label = keep_largest_head(probabilities_to_label(probabilities, crop_grid, image))
             lap("map_back_s")
             if not head_label.any():
@@ -288,14 +315,18 @@ class Segmenter:
             np.maximum(label_array, head_label, out=label_array)
             heads.append(
                 HeadResult(
-                    centre_mm=tuple(float(v) for v in head_centre),
+                    centre_mm=tuple(float(v) for v in (crop_centre if head_centre is None else head_centre)),
                     crop_centre_mm=tuple(float(v) for v in crop_centre),
                     head_voxels=int(np.count_nonzero(head_label)),
                     necrosis_voxels=int(np.count_nonzero(head_label == 2)),
+                    check=check,
                 )
             )
         if not heads:
-            raise OnfhError("no femoral head found: the segmenter found nothing around the localised hip")
+            raise OnfhError(
+                "no femoral head found: neither the localiser nor a search of the whole image "
+                "found a head-shaped structure; is this a hip MRI?"
+            )
         if len(heads) == 2:
             # LPS: +x points to the patient's left, so the head with the larger x is the left one.
             by_x = sorted(heads, key=lambda h: h.centre_mm[0])
@@ -337,3 +368,74 @@ class Segmenter:
                 break
             centre = new_centre
         return probabilities, crop_grid, centre
+
+
+class HeadAlternatives:
+    """Segments a crop and checks it; on failure tries other centres until one passes.
+
+    Order: the given centre; the localiser's other candidates; a whole-image search with
+    the segmenter (slow: it says so in its progress). Centres near a head already found
+    are skipped, so a bilateral scan's second hip is not segmented twice.
+    """
+
+    def __init__(self, segmenter: Segmenter, image: sitk.Image, candidates, report, lap) -> None:
+        self.segmenter = segmenter
+        self.image = image
+        self.candidates = list(candidates)
+        self.report = report
+        self.lap = lap
+        self._searched: list[np.ndarray] | None = None
+
+    def attempt(self, centre_mm: np.ndarray, source: str):
+        """Segment around ``centre_mm`` and check the head: ``(probabilities, grid, centre, check)``."""
+        probabilities, crop_grid, crop_centre = self.segmenter._segment_crop(self.image, centre_mm, self.lap)
+        check = check_head(_crop_label(probabilities), crop_grid.GetSpacing()[::-1])
+        check.source = source
+        self.lap("head_check_s")
+        return probabilities, crop_grid, crop_centre, check
+
+    def first_passing(self, centre_mm: np.ndarray | None, found: list) -> tuple | None:
+        """The first attempt whose head passes the check, else the first attempt (flagged), else ``None``."""
+        taken = [np.asarray(c, dtype=float) for c in found]
+        first = None
+        if centre_mm is not None:
+            first = self.attempt(np.asarray(centre_mm, dtype=float), "localiser")
+            if first[3].passed:
+                return first
+            taken.append(np.asarray(centre_mm, dtype=float))
+        for number, candidate in enumerate(distinct(self.candidates, taken), start=2):
+            tried = self.attempt(candidate, f"localiser candidate {number}")
+            if tried[3].passed:
+                return tried
+            first = first or tried
+            taken.append(candidate)
+        for candidate in distinct(self._search(), taken):
+            tried = self.attempt(candidate, "whole-image search")
+            if tried[3].passed:
+                return tried
+            first = first or tried
+            taken.append(candidate)
+        return first
+
+    def _search(self) -> list[np.ndarray]:
+        """Head centres found by the segmenter on crops tiling the whole image (computed once)."""
+        if self._searched is not None:
+            return self._searched
+        section = self.segmenter.config["segmenter"]
+        extent_mm = np.asarray(section["spacing_mm"], dtype=float) * np.asarray(section["patch_size"])
+        lattice = search_lattice(self.image, extent_mm)
+        found: list[tuple[int, np.ndarray]] = []
+        for number, centre in enumerate(lattice):
+            self.report(
+                "search whole image (slow: the localised head failed its check)", number / len(lattice)
+            )
+            crop, crop_grid = segmenter_crop(self.image, centre, self.segmenter.config)
+            probabilities = run_network(self.segmenter.model.segmenter, crop, self.segmenter.device)
+            head = _crop_label(probabilities) > 0
+            voxel_mm3 = float(np.prod(crop_grid.GetSpacing()))
+            if np.count_nonzero(head) * voxel_mm3 >= MIN_CANDIDATE_VOLUME_MM3:
+                found.append((int(np.count_nonzero(head)), mask_centroid_mm(head, crop_grid)))
+        self.lap("search_s")
+        found.sort(key=lambda item: -item[0])
+        self._searched = distinct([centre for _, centre in found], [])
+        return self._searched
