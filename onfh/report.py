@@ -37,3 +37,19 @@ def case_report(result: GradeResult, input: dict, model: dict | None = None, **e
     report["onfh_version"] = __version__
     report.update(extra)
     return report
+
+
+def flag_low_confidence(report: dict, quality: dict) -> dict:
+    """Attach the sphere check (``quality``) to a report; a failed check withholds the grade.
+
+    A grade from a crop that is not a femoral head (muscle, half a head) is worse than
+    none: ``steinberg_grade`` becomes ``None`` with ``reason`` "low confidence: <why>",
+    and the grade the volumes would give is kept, clearly named, as
+    ``unchecked_steinberg_grade`` for whoever reviews the case.
+    """
+    report["quality"] = quality
+    if not quality.get("passed", True):
+        report["unchecked_steinberg_grade"] = report.get("steinberg_grade")
+        report["steinberg_grade"] = None
+        report["reason"] = quality.get("summary") or "low confidence"
+    return report

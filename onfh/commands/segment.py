@@ -29,6 +29,7 @@ SUMMARY_COLUMNS = (
     "necrosis_ratio",
     "steinberg_grade",
     "borderline",
+    "quality",
     "hips",
     "seconds",
     "segmentation",
@@ -182,7 +183,7 @@ def segment_case(
 
     from onfh.grading import grade_label_map
     from onfh.imageio import case_name, write_image_atomic, write_text_atomic
-    from onfh.report import case_report, input_info
+    from onfh.report import case_report, flag_low_confidence, input_info
     from onfh.segfile import write_seg_nrrd
 
     report = progress or (lambda stage, fraction: None)
@@ -222,6 +223,7 @@ def segment_case(
             **({"hips": hips} if hips else {}),
             **(extra or {}),
         )
+        flag_low_confidence(case_json, result.quality)
         write_text_atomic(paths["report"], json.dumps(case_json, indent=2) + "\n")
     except BaseException:
         for path in written:
@@ -238,17 +240,21 @@ def hip_reports(heads: list, spacing_mm) -> list[dict[str, Any]] | None:
     label file); a surgeon needs each hip on its own.
     """
     from onfh.grading import grade_from_voxel_counts
+    from onfh.report import flag_low_confidence
 
     if len(heads) < 2:
         return None
-    return [
-        {
+    hips = []
+    for head in heads:
+        hip = {
             "side": head.side,
             "centre_mm": [round(v, 3) for v in head.centre_mm],
             **grade_from_voxel_counts(head.head_voxels, head.necrosis_voxels, spacing_mm).to_dict(),
         }
-        for head in heads
-    ]
+        if head.check is not None:
+            flag_low_confidence(hip, {"passed": head.check.passed, "summary": head.check.summary()})
+        hips.append(hip)
+    return hips
 
 
 def _hips_text(case_json: dict) -> str:
@@ -266,17 +272,19 @@ def _summary_row(case: str, input_path: str, case_json: dict | None, seconds: fl
         row.update(status="failed", error=error)
         return row
     ratio = case_json.get("necrosis_ratio")
+    passed = (case_json.get("quality") or {}).get("passed", True)
     row.update(
-        status="ok",
+        status="ok" if passed else "low_confidence",
         femoral_head_volume_ml=f"{case_json['femoral_head_volume_ml']:.3f}",
         necrosis_volume_ml=f"{case_json['necrosis_volume_ml']:.3f}",
         necrosis_ratio="" if ratio is None else f"{ratio:.4f}",
         steinberg_grade=case_json.get("steinberg_grade") or "",
         borderline=str(bool(case_json.get("borderline"))).lower(),
+        quality=(case_json.get("quality") or {}).get("summary", ""),
         hips=_hips_text(case_json),
         segmentation=case_json["outputs"]["segmentation"],
         report=case_json["outputs"]["report"],
-        error=case_json.get("reason") or "",
+        error=(case_json.get("reason") or "") if passed else "",
     )
     return row
 
@@ -315,6 +323,10 @@ def _format_result(case: str, case_json: dict) -> str:
     ratio_text = "n/a" if ratio is None else f"{100 * ratio:.1f} %"
     grade = case_json.get("steinberg_grade") or "n/a"
     flag = " (borderline)" if case_json.get("borderline") else ""
+    quality = case_json.get("quality") or {}
+    if not quality.get("passed", True):
+        unchecked = case_json.get("unchecked_steinberg_grade")
+        flag += f" [{quality['summary'].upper()}; the volumes would give {unchecked}]"
     if case_json.get("hips"):
         flag += f" | per hip: {_hips_text(case_json)}"
     return (
