@@ -36,6 +36,13 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--preview", action="store_true", help="also write previews/<case>.png")
     parser.add_argument(
+        "--contrast",
+        choices=("spgr", "random"),
+        default="spgr",
+        help="spgr: physical 3D SPGR signal (default); random: every tissue a random intensity, "
+        "texture and resolution (the randomised generator; needs torch and MONAI)",
+    )
+    parser.add_argument(
         "--tissue-maps",
         action="store_true",
         help="also write tissuesTr/<case>.nii.gz (every voxel's tissue), for contrast-randomised training",
@@ -65,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         preview=args.preview,
         progress=progress,
         tissue_maps=args.tissue_maps,
+        contrast=args.contrast,
     )
     grades = {grade: sum(1 for row in rows if row["grade"] == grade) for grade in ("A", "B", "C")}
     counts = ", ".join(f"{grade} {count}" for grade, count in grades.items())

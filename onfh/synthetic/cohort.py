@@ -36,6 +36,8 @@ from onfh.imageio import write_image_atomic, write_text_atomic
 from onfh.synthetic.phantom import GENERATOR_VERSION, generate_case, resolve_geometry
 
 PREVIEW_DIR = "previews"
+CONTRASTS = ("spgr", "random")
+RANDOM_CONTRAST_STREAM = 7  # a stream of the case seed of its own: the anatomy stays the same
 CASE_PREFIX = "synth"
 RATIO_RANGES = {
     "A": (0.02, 0.145),
@@ -153,6 +155,7 @@ def write_cohort(
     preview: bool = False,
     progress: Callable[[int, int, dict], None] | None = None,
     tissue_maps: bool = False,
+    contrast: str = "spgr",
 ) -> list[dict]:
     """Write ``cases`` synthetic hips into ``outdir`` (a new or empty folder).
 
@@ -167,6 +170,10 @@ def write_cohort(
         progress: called as ``progress(done, total, row)`` after each case.
         tissue_maps: also write ``tissuesTr/<case>.nii.gz``, the label map of every
             voxel's tissue, which contrast-randomised training draws images from.
+        contrast: ``"spgr"`` (physical 3D SPGR signal) or ``"random"``: images rendered
+            from the tissue map with random intensities, texture, resolution, bias and
+            noise (:mod:`onfh.training.contrast`, needs torch and MONAI), the other
+            generator of the leave-one-generator-out evaluation.
 
     Returns:
         One ``cases.csv`` row (a dict) per case.
@@ -175,6 +182,9 @@ def write_cohort(
         OnfhError: bad arguments or output folder; nothing is written then.
     """
     _check_arguments(cases, seed, spacing_mm, size, bilateral)
+    if contrast not in CONTRASTS:
+        raise OnfhError(f"contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
+    render = _random_renderer() if contrast == "random" else None
     root = check_output_folder(outdir)
     staging = _staging_folder(root)
     rows: list[dict] = []
@@ -184,10 +194,22 @@ def write_cohort(
             this_seed = case_seed(seed, index)
             try:
                 case = generate_case(
-                    this_seed, spacing_mm, size, bilateral, ratio=ratio, tissue_map=tissue_maps
+                    this_seed,
+                    spacing_mm,
+                    size,
+                    bilateral,
+                    ratio=ratio,
+                    tissue_map=tissue_maps or bool(render),
                 )
             except ValueError as error:
                 raise OnfhError(f"case {case_id}: {error}") from None
+            if render is not None:
+                randomised = sitk.GetImageFromArray(
+                    render(case.tissue_labels, np.random.default_rng([this_seed, RANDOM_CONTRAST_STREAM]))
+                )
+                randomised.CopyInformation(case.image)
+                case.image = randomised
+                case.info["contrast"] = "random"
             files = add_case(staging, case_id, case.image, case.label, description=_description(seed))
             if tissue_maps:
                 tissues = sitk.GetImageFromArray(case.tissue_labels)
@@ -210,6 +232,7 @@ def write_cohort(
             "seed": int(seed),
             "bilateral": bool(bilateral),
             "tissue_maps": bool(tissue_maps),
+            "contrast": contrast,
             "cases_csv": CASES_CSV,
         }
         write_dataset_json(staging, description=_description(seed), extra=extra)
@@ -219,6 +242,18 @@ def write_cohort(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return rows
+
+
+def _random_renderer():
+    """The randomised-contrast renderer, or a clear error where torch and MONAI are missing."""
+    try:
+        from onfh.training.contrast import random_contrast_scan
+    except ImportError as error:
+        raise OnfhError(
+            f"--contrast random needs the training dependencies ({error.name} is missing): "
+            'pip install "onfh[train]"'
+        ) from None
+    return random_contrast_scan
 
 
 def _description(seed: int) -> str:
