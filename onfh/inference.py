@@ -303,6 +303,7 @@ class Segmenter:
         for number, head_centre in enumerate(centres or [None]):
             share = 0.1 + 0.8 * number / max(len(centres), 1)
             report("segment", share)
+            alternatives.progress_window = (share, share + 0.6 / max(len(centres), 1))
             attempt = alternatives.first_passing(head_centre, [h.crop_centre_mm for h in heads])
             if attempt is None:
                 continue
@@ -384,6 +385,9 @@ class HeadAlternatives:
         self.candidates = list(candidates)
         self.report = report
         self.lap = lap
+        # The search reports inside this head's share of the image's progress, so the
+        # fraction a caller sees never goes back.
+        self.progress_window = (0.0, 1.0)
         self._searched: list[np.ndarray] | None = None
 
     def attempt(self, centre_mm: np.ndarray, source: str):
@@ -425,10 +429,9 @@ class HeadAlternatives:
         extent_mm = np.asarray(section["spacing_mm"], dtype=float) * np.asarray(section["patch_size"])
         lattice = search_lattice(self.image, extent_mm)
         found: list[tuple[int, np.ndarray]] = []
+        low, high = self.progress_window
         for number, centre in enumerate(lattice):
-            self.report(
-                "search whole image (slow: the localised head failed its check)", number / len(lattice)
-            )
+            self.report(SEARCH_STAGE, low + (high - low) * number / len(lattice))
             crop, crop_grid = segmenter_crop(self.image, centre, self.segmenter.config)
             probabilities = run_network(self.segmenter.model.segmenter, crop, self.segmenter.device)
             head = _crop_label(probabilities) > 0
