@@ -150,3 +150,42 @@ def test_no_model_installed_says_how_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setattr(modelfolder, "_model_search_roots", lambda: [tmp_path / "model_weights"])
     with pytest.raises(OnfhError, match=r"no segmentation model is installed.*--model"):
         default_model_dir()
+
+
+def _unique_parameter_bytes(model) -> int:
+    tensors = model.state_dict().values()
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+def test_weights_shared_by_two_keys_are_written_once(saved):
+    """DynUNet names its encoder blocks twice (``skip_layers``); the file must not double."""
+    folder, model = saved
+    keys = len(model.state_dict())
+    distinct = len({t.untyped_storage().data_ptr() for t in model.state_dict().values()})
+    assert distinct < keys  # the aliasing this guards against is really there
+    size = (folder.path / modelfolder.MODEL_WEIGHTS).stat().st_size
+    assert size < 1.1 * _unique_parameter_bytes(model) + 64_000
+
+
+def test_state_on_cpu_keeps_aliases_of_non_cpu_tensors():
+    """A state dict on another device: one CPU copy per shared tensor, not one per key.
+
+    No CUDA here: meta tensors stand in, and ``Tensor.cpu`` is counted (meta has no data).
+    """
+    weight = torch.arange(6.0, device="meta").reshape(2, 3)
+    state = {"a.weight": weight, "b.weight": weight, "c.bias": torch.zeros(3, device="meta"), "step": 3}
+    copies = []
+
+    original = torch.Tensor.cpu
+
+    def counting_cpu(self, *args, **kwargs):
+        copies.append(self.shape)
+        return torch.empty(self.shape, dtype=self.dtype)
+
+    torch.Tensor.cpu = counting_cpu
+    try:
+        result = modelfolder._state_on_cpu(state)
+    finally:
+        torch.Tensor.cpu = original
+    assert len(copies) == 2 and result["a.weight"] is result["b.weight"] and result["step"] == 3

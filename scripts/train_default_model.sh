@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Train the shipped model, its 4-fold cross-validation and the two leave-one-generator-out
+# controls side by side on one GPU machine, then evaluate every model on the unseen
+# synthetic sets. Everything is synthesised here from seeds, so the run is reproducible.
+#
+#   OUT=results bash scripts/train_default_model.sh
+#
+# Knobs (environment): ITER (iterations per model, default 1200), UNI_PARTS x UNI_CASES
+# one-hip cases and BI_PARTS x BI_CASES bilateral cases (8x6 and 2x6), WORKERS and THREADS
+# per training process, DEVICE (cuda), EVAL_SETS=0 to skip the unseen sets, EVAL_DIV to
+# divide their case counts (a quick trial run).
+# The model folders are packed into $OUT as soon as they are trained (archives split into
+# 15 MB parts; marker $WORK/MODELS_PACKED), the reports at the end (marker $WORK/DONE).
+set -uo pipefail
+PY=${PY:-python3}
+OUT=${OUT:-/tmp/onfh-out}
+WORK=${WORK:-/tmp/onfh-work}
+ITER=${ITER:-1200}
+UNI_PARTS=${UNI_PARTS:-8}; UNI_CASES=${UNI_CASES:-6}
+BI_PARTS=${BI_PARTS:-2}; BI_CASES=${BI_CASES:-6}
+WORKERS=${WORKERS:-2}; THREADS=${THREADS:-2}; DEVICE=${DEVICE:-cuda}
+EVAL_SETS=${EVAL_SETS:-1}; EVAL_DIV=${EVAL_DIV:-1}
+mkdir -p "$OUT" "$WORK"
+START=$(date +%s)
+log() { echo "[$(( $(date +%s) - START )) s] $*"; }
+onfh() { "$PY" -m onfh "$@"; }
+
+log "synthesising training data"
+parts=()
+for i in $(seq 0 $((UNI_PARTS - 1))); do
+  onfh synth "$WORK/u$i" --cases "$UNI_CASES" --seed $((3000 + i)) --tissue-maps >"$WORK/synth_u$i.log" 2>&1 &
+  parts+=("u$i=$WORK/u$i")
+done
+for i in $(seq 0 $((BI_PARTS - 1))); do
+  onfh synth "$WORK/b$i" --cases "$BI_CASES" --seed $((3100 + i)) --bilateral --tissue-maps \
+    >"$WORK/synth_b$i.log" 2>&1 &
+  parts+=("b$i=$WORK/b$i")
+done
+wait
+made=()
+for part in "${parts[@]}"; do
+  if [ -d "${part#*=}/labelsTr" ]; then made+=("$part"); else log "synthesis failed: ${part%%=*} (skipped)"; fi
+done
+"$PY" scripts/merge_datasets.py "$WORK/train" "${made[@]}" || exit 1
+
+if [ "$EVAL_SETS" = 1 ]; then
+  log "synthesising the unseen sets (in the background)"
+  n() { local c=$(( $1 / EVAL_DIV )); echo $(( c < 1 ? 1 : c )); }
+  (
+    onfh synth "$WORK/unseen_default" --cases "$(n 10)" --seed 9001 &
+    onfh synth "$WORK/unseen_0615" --cases "$(n 8)" --seed 9002 --spacing 0.6 0.6 1.5 --size 300 300 100 &
+    onfh synth "$WORK/unseen_111" --cases "$(n 8)" --seed 9003 --spacing 1 1 1 --size 180 180 120 &
+    onfh synth "$WORK/unseen_bilateral" --cases "$(n 6)" --seed 9004 --bilateral &
+    onfh synth "$WORK/unseen_random" --cases "$(n 12)" --seed 9101 --contrast random &
+    wait
+  ) >"$WORK/synth_unseen.log" 2>&1 &
+  UNSEEN=$!
+fi
+
+log "training"
+train() {
+  onfh train "$WORK/train" --iterations "$ITER" --workers "$WORKERS" --threads "$THREADS" \
+    --device "$DEVICE" --checkpoint-every 200 "$@"
+}
+train -o "$WORK/onfh-dynunet-synth-v3" --fold all --model-id onfh-dynunet-synth-v3 >"$WORK/train_v3.log" 2>&1 &
+train -o "$WORK/logo_random" --fold all --random-contrast 1.0 --model-id onfh-logo-random-only \
+  >"$WORK/train_logo_random.log" 2>&1 &
+train -o "$WORK/logo_spgr" --fold all --random-contrast 0.0 --model-id onfh-logo-spgr-only \
+  >"$WORK/train_logo_spgr.log" 2>&1 &
+train -o "$WORK/cv" --fold 0 >"$WORK/train_cv0.log" 2>&1 &
+for _ in $(seq 120); do [ -f "$WORK/cv/crossval/crossval.json" ] && break; sleep 1; done
+for k in 1 2 3; do
+  train -o "$WORK/cv" --fold "$k" --resume >"$WORK/train_cv$k.log" 2>&1 &
+done
+[ -n "${UNSEEN:-}" ] && { wait "$UNSEEN"; log "unseen sets ready"; }
+wait
+log "training done"
+nvidia-smi --query-gpu=name,memory.used --format=csv 2>/dev/null || true
+
+log "packing the models"
+for model in onfh-dynunet-synth-v3 logo_random; do
+  (cd "$WORK" && tar czf - --exclude='checkpoint*' "$model" | split -b 15m - "$OUT/$model.tgz.part-")
+done
+touch "$WORK/MODELS_PACKED"
+
+log "evaluating"
+onfh evaluate --crossval "$WORK/cv" --by laterality --by orientation >"$WORK/evaluate_cv.txt" 2>&1
+if [ "$EVAL_SETS" = 1 ]; then
+  for model in onfh-dynunet-synth-v3 logo_random logo_spgr; do
+    for set in unseen_default unseen_0615 unseen_111 unseen_bilateral unseen_random; do
+      (
+        ONFH_NUM_THREADS=1 onfh segment "$WORK/$set"/imagesTr/*.nii.gz -o "$WORK/pred/$model/$set" \
+          --model "$WORK/$model" --device "$DEVICE" --progress none >"$WORK/pred_${model}_$set.log" 2>&1
+        onfh evaluate --pred "$WORK/pred/$model/$set" --truth "$WORK/$set" \
+          -o "$WORK/eval/$model/$set" --by laterality --by orientation >"$WORK/eval_${model}_$set.txt" 2>&1
+      ) &
+    done
+  done
+  wait
+fi
+log "packing the results"
+cd "$WORK" || exit 1
+tar czf "$OUT/results.tgz" --exclude='*.seg.nrrd' --exclude='*.pt' --exclude='checkpoint*' \
+  ./*.log ./*.txt train/cases.csv train/dataset.json cv/crossval logo_spgr pred eval \
+  unseen_*/cases.csv unseen_*/dataset.json 2>/dev/null
+ls -la "$OUT"
+log "done"
+touch "$WORK/DONE"
