@@ -371,6 +371,11 @@ class Segmenter:
         return probabilities, crop_grid, centre
 
 
+def _closeness(check) -> tuple[int, float]:
+    """Sort key of a failed check: fewer failed criteria first, then more surface on a sphere."""
+    return (len(check.reasons), -(check.surface_fraction or 0.0))
+
+
 class HeadAlternatives:
     """Segments a crop and checks it; on failure tries other centres until one passes.
 
@@ -399,27 +404,35 @@ class HeadAlternatives:
         return probabilities, crop_grid, crop_centre, check
 
     def first_passing(self, centre_mm: np.ndarray | None, found: list) -> tuple | None:
-        """The first attempt whose head passes the check, else the first attempt (flagged), else ``None``."""
+        """The first attempt whose head passes the check, else the attempt closest to passing
+        (fewest failed checks, then most surface on a sphere), flagged; ``None`` without any."""
         taken = [np.asarray(c, dtype=float) for c in found]
-        first = None
+        best = None
+
+        def keep(tried):
+            nonlocal best
+            if best is None or _closeness(tried[3]) < _closeness(best[3]):
+                best = tried
+
         if centre_mm is not None:
-            first = self.attempt(np.asarray(centre_mm, dtype=float), "localiser")
-            if first[3].passed:
-                return first
+            tried = self.attempt(np.asarray(centre_mm, dtype=float), "localiser")
+            if tried[3].passed:
+                return tried
+            keep(tried)
             taken.append(np.asarray(centre_mm, dtype=float))
         for number, candidate in enumerate(distinct(self.candidates, taken), start=2):
             tried = self.attempt(candidate, f"localiser candidate {number}")
             if tried[3].passed:
                 return tried
-            first = first or tried
+            keep(tried)
             taken.append(candidate)
         for candidate in distinct(self._search(), taken):
             tried = self.attempt(candidate, "whole-image search")
             if tried[3].passed:
                 return tried
-            first = first or tried
+            keep(tried)
             taken.append(candidate)
-        return first
+        return best
 
     def _search(self) -> list[np.ndarray]:
         """Head centres found by the segmenter on crops tiling the whole image (computed once)."""
