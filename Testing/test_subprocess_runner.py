@@ -315,3 +315,26 @@ def test_the_entry_script_runs_the_package_beside_it_not_an_installed_one(tmp_pa
     process = SegmentProcess(command, env=env, cwd=tmp_path)
     assert process.wait(timeout_s=60) == 0, process.stderr_lines
     assert process.log_lines == [str(package / "cli.py")]
+
+
+def test_quality_warning_names_the_reasons_of_a_real_engine_report():
+    """The shape ``onfh segment`` writes: summary on top, reasons per head."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from onfh.head_check import check_head
+    from onfh.inference import HeadResult, InferenceResult
+    from onfh.report import flag_low_confidence
+
+    slab = np.zeros((40, 64, 64), dtype=np.uint8)
+    slab[15:25, 4:60, 4:60] = 1  # a flat block of "muscle", nothing like a femoral head
+    check = check_head(slab, (1.25, 1.25, 1.25))
+    assert not check.passed and check.reasons
+    result = InferenceResult(
+        label=sitk.Image(8, 8, 8, sitk.sitkUInt8),
+        head_centre_mm=(0.0, 0.0, 0.0),
+        crop_centre_mm=(0.0, 0.0, 0.0),
+        heads=[HeadResult((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 100, 0, check=check)],
+    )
+    report = flag_low_confidence({"steinberg_grade": "A"}, result.quality)
+    assert quality_warning(report) == "Low confidence: " + "; ".join(check.reasons)

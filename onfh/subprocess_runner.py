@@ -202,11 +202,13 @@ def quality_warning(report: object) -> str | None:
     """ "Low confidence: <why>" when the report's quality check failed, else ``None``.
 
     Reads the ``quality`` entry of an ``onfh segment`` JSON report defensively: older
-    reports have none, and a bilateral report may hold one entry per femoral head
-    (``{"passed": bool, "reasons": [...]}`` each).
+    reports have none; today's hold ``{"passed", "summary", "heads": [{"passed",
+    "reasons"}, ...]}`` (one check per femoral head); a list of per-head entries is read too.
     """
     quality = report.get("quality") if isinstance(report, dict) else None
     entries = quality if isinstance(quality, list) else [quality]
+    if isinstance(quality, dict) and isinstance(quality.get("heads"), list):
+        entries = [quality, *quality["heads"]]
     reasons: list[str] = []
     failed = False
     for entry in entries:
@@ -214,7 +216,7 @@ def quality_warning(report: object) -> str | None:
             failed = True
             listed = entry.get("reasons")
             if isinstance(listed, (list, tuple)):
-                reasons += [str(r) for r in listed if str(r).strip()]
+                reasons += [str(r) for r in listed if str(r).strip() and str(r) not in reasons]
             elif isinstance(listed, str) and listed.strip():
                 reasons.append(listed)
     if not failed:
