@@ -1,0 +1,365 @@
+"""The ONFH web application: one trame server, one MRML scene, the surgeon's loop.
+
+Wiring only. Loading goes through ``onfh.imageio.read_image`` (the CLI's reader and
+errors) and ``onfh.mrml.segmentation_import.add_volume_node``; Segment runs ``onfh
+segment`` in a child process (``onfh.subprocess_runner.SegmentJob``, as the Slicer
+module does) polled from the event loop, so the page stays responsive and Cancel kills
+the process tree; the result enters the scene through ``import_segmentation`` (always a
+new node: an earlier, possibly edited, segmentation is never touched); trame-slicer's
+Segment Editor edits it; ``LiveGrader`` regrades after every stroke; Save and Add to
+training set call ``onfh.mrml.case_save`` and ``onfh.mrml.training_export``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import slicer
+from trame_server.utils.asynchronous import create_task
+from trame_slicer import module as trame_slicer_module
+from trame_slicer.app.logic import SegmentEditorLogic
+from trame_slicer.core import LayoutManager, SlicerApp
+from trame_slicer.rca_view import register_rca_factories
+from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+
+from onfh.errors import OnfhError
+from onfh.imageio import case_name, read_image
+from onfh.mrml.case_save import save_case
+from onfh.mrml.grading import LiveGrader, find_grading_segments, panel_text
+from onfh.mrml.segmentation_import import (
+    ImportChoice,
+    add_volume_node,
+    import_segmentation,
+    plan_import,
+    read_model_info,
+    volume_to_image,
+)
+from onfh.mrml.training_export import export_training_case, plan_case_id
+from onfh.sampledata import SAMPLE_NODE_NAME, synthetic_hip
+from onfh.subprocess_runner import SegmentJob, quality_warning
+from onfh.web.files import list_inputs, resolve_under, sample_cache_dir
+from onfh.web.ui import build_ui
+
+ENGINE_ROOT = Path(__file__).resolve().parents[2]
+"""The folder holding the ``onfh`` package: the child process runs ``onfh/__main__.py`` from it."""
+GRADE_DELAY_S = 0.03
+"""A stroke fires several segmentation events; regrade once, this long after the last."""
+POLL_INTERVAL_S = 0.2
+LAYOUT_ID = "ONFH"
+TRAINING_FOLDER = "onfh-training-set"
+
+logger = logging.getLogger(__name__)
+
+
+def onfh_layout() -> Layout:
+    """Coronal slice (where surgeons read the femoral head) beside 3D over axial."""
+    return Layout(
+        LayoutDirection.Horizontal,
+        [
+            ViewLayoutDefinition.coronal_view(),
+            Layout(
+                LayoutDirection.Vertical,
+                [ViewLayoutDefinition.threed_view(), ViewLayoutDefinition.axial_view()],
+            ),
+        ],
+    )
+
+
+class OnfhWebApp:
+    """The server side of the page: scene, editor, job, grader and the panel's state."""
+
+    def __init__(self, server, data_dir: str | Path, cache_dir: str | Path | None = None):
+        self.server = server
+        self.state = server.state
+        self.data_dir = Path(data_dir).resolve()
+        self.cache_dir = Path(cache_dir) if cache_dir else sample_cache_dir()
+        server.enable_module(trame_slicer_module)
+        self.slicer_app = SlicerApp()
+        register_rca_factories(self.slicer_app.view_manager, server)
+        self.editor_logic = SegmentEditorLogic(server, self.slicer_app)
+        self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, server)
+        self.layout_manager.register_layout(LAYOUT_ID, onfh_layout())
+        self.layout_manager.set_layout(LAYOUT_ID)
+
+        self.volume = None
+        self.image_path: Path | None = None
+        self.segmentation = None
+        self.model: dict | None = None
+        self.model_quality: str | None = None
+        self.job: SegmentJob | None = None
+        self.grader: LiveGrader | None = None
+        self._grade_handle = None
+        self.segment_started_s = 0.0
+
+        self.state.update(
+            {
+                "trame__title": "ONFH",
+                "onfh_inputs": list_inputs(self.data_dir),
+                "onfh_input": None,
+                "onfh_device": "auto",
+                "onfh_volume": "",
+                "onfh_running": False,
+                "onfh_progress": 0,
+                "onfh_status": "",
+                "onfh_error": "",
+                "onfh_quality": "",
+                "onfh_has_segmentation": False,
+                "onfh_grade_serial": 0,
+                "onfh_segment_s": None,
+                **{f"onfh_{key}": value for key, value in panel_text(None).items()},
+            }
+        )
+        self.ui = build_ui(server, self)
+        self.editor_logic.set_ui(self.ui.editor)
+
+    @property
+    def scene(self):
+        return self.slicer_app.scene
+
+    @property
+    def editor(self):
+        return self.slicer_app.segmentation_editor
+
+    # --- status -------------------------------------------------------------------------
+
+    def _say(self, text: str, error: bool = False) -> None:
+        with self.state:
+            self.state.onfh_status = "" if error else text
+            self.state.onfh_error = text if error else ""
+
+    # --- load ---------------------------------------------------------------------------
+
+    def start_with(self, relative: str | None) -> None:
+        """Open ``relative`` (under ``--data``), else the sample hip, once the server is up."""
+
+        def on_ready(**_):
+            create_task(self.load_input(relative) if relative else self.load_sample())
+
+        self.server.controller.on_server_ready.add(on_ready)
+
+    async def load_sample(self) -> None:
+        """Generate (first time, a few seconds, off the event loop) and show the synthetic hip."""
+        self._say("Generating the synthetic sample hip...")
+        try:
+            files = await asyncio.to_thread(synthetic_hip, self.cache_dir)
+            image = await asyncio.to_thread(read_image, files.image_path)
+        except OnfhError as error:
+            self._say(f"onfh: error: {error}", error=True)
+            return
+        self._show(image, files.image_path, SAMPLE_NODE_NAME)
+
+    async def load_input(self, relative: str | None = None) -> None:
+        """Load an image file or DICOM folder picked from the ``--data`` list."""
+        relative = relative if relative is not None else self.state.onfh_input
+        try:
+            path = resolve_under(self.data_dir, relative or "")
+            self._say(f"Reading {relative}...")
+            image = await asyncio.to_thread(read_image, path)
+        except OnfhError as error:
+            self._say(f"onfh: error: {error}", error=True)
+            return
+        self._show(image, path, case_name(path))
+
+    def _show(self, image, path: Path, name: str) -> None:
+        self.cancel()
+        self._close_grader()
+        self.scene.Clear()
+        self.volume = add_volume_node(self.scene, image, name)
+        self.image_path = path
+        self.segmentation = None
+        self.slicer_app.display_manager.show_volume_in_slice_background(self.volume)
+        self.slicer_app.display_manager.reset_views()
+        with self.state:
+            self.state.onfh_volume = self.volume.GetName()
+            self.state.onfh_has_segmentation = False
+            self.state.onfh_quality = ""
+            self.state.update({f"onfh_{key}": value for key, value in panel_text(None).items()})
+        self._say(f"Loaded {name}. Click Segment.")
+
+    # --- segment ------------------------------------------------------------------------
+
+    def segment(self) -> None:
+        """Start ``onfh segment`` on the loaded volume in a child process (returns at once)."""
+        if self.volume is None or self.job is not None:
+            return
+        try:
+            self.job = SegmentJob(
+                volume_to_image(self.volume), sys.executable, ENGINE_ROOT, None, self.state.onfh_device
+            )
+        except (OnfhError, ValueError, OSError) as error:
+            self._say(f"onfh: error: {error}", error=True)
+            return
+        self.job.volume = self.volume
+        self.segment_started_s = time.perf_counter()
+        with self.state:
+            self.state.onfh_running = True
+            self.state.onfh_progress = 0
+        self._say(f"Segmenting {self.volume.GetName()}...")
+        create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while self.job is not None:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            job = self.job
+            if job is None:
+                return
+            events = job.process.poll()
+            with self.state:
+                for event in events:
+                    if event.fraction is not None:
+                        self.state.onfh_progress = round(100 * event.fraction)
+                    self.state.onfh_status = event.text + "..."
+            if job.process.finished:
+                self.job = None
+                with self.state:
+                    self.state.onfh_running = False
+                self._finish(job)
+
+    def _finish(self, job: SegmentJob) -> None:
+        try:
+            if job.process.returncode != 0:
+                self._say("Segmentation failed: " + job.process.error_message(), error=True)
+                logger.error("onfh segment failed:\n%s", "\n".join(job.process.stderr_lines))
+                return
+            if job.volume is not self.volume:
+                self._say("Another image was loaded meanwhile; the result was discarded.")
+                return
+            report = self._read_report(job.report_path)
+            model = read_model_info(job.report_path) if report else None
+            decision = plan_import(self.scene, self.volume)
+            outcome = import_segmentation(
+                self.scene, self.volume, job.seg_path, model, decision, ImportChoice.NEW_NODE
+            )
+        except OnfhError as error:
+            self._say(f"onfh: error: {error}", error=True)
+            return
+        finally:
+            job.cleanup()
+        self.model = {"id": model.model_id, "sha256": model.sha256} if model else None
+        self.model_quality = quality_warning(report)
+        self._edit(outcome.segmentation_node)
+        with self.state:
+            self.state.onfh_progress = 100
+            self.state.onfh_quality = self.model_quality or ""
+            self.state.onfh_segment_s = round(time.perf_counter() - self.segment_started_s, 2)
+        kept = " Your earlier segmentation is kept unchanged." if decision.needs_question else ""
+        self._say(f"Done: '{outcome.segmentation_node.GetName()}'. Paint or erase to correct.{kept}")
+
+    @staticmethod
+    def _read_report(path: Path) -> dict | None:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def cancel(self) -> None:
+        """Kill a running job's process tree; the scene is unchanged."""
+        job, self.job = self.job, None
+        if job is None:
+            return
+        job.process.cancel()
+        job.cleanup()
+        with self.state:
+            self.state.onfh_running = False
+            self.state.onfh_progress = 0
+        self._say("Cancelled; the scene is unchanged.")
+
+    # --- edit and grade -----------------------------------------------------------------
+
+    def _edit(self, segmentation_node) -> None:
+        """Hand the node to the Segment Editor (necrosis active), centre the views, grade live."""
+        self._close_grader()
+        self.segmentation = segmentation_node
+        self.editor.set_active_segmentation(segmentation_node, self.volume)
+        found = find_grading_segments(segmentation_node)
+        if found.get("necrosis"):
+            self.editor.set_active_segment_id(found["necrosis"])
+        self.editor.set_surface_representation_enabled(True)
+        if found.get("femoral_head"):
+            r, a, s = segmentation_node.GetSegmentCenterRAS(found["femoral_head"])
+            slicer.vtkMRMLSliceNode.JumpAllSlices(
+                self.scene, r, a, s, slicer.vtkMRMLSliceNode.CenteredJumpSlice
+            )
+        self.grader = LiveGrader(segmentation_node, self._show_grade, self._schedule_grade)
+        with self.state:
+            self.state.onfh_has_segmentation = True
+        self.grader.recompute()
+
+    def _schedule_grade(self) -> None:
+        if self._grade_handle is not None:
+            self._grade_handle.cancel()
+        self._grade_handle = asyncio.get_event_loop().call_later(GRADE_DELAY_S, self._regrade)
+
+    def _regrade(self) -> None:
+        self._grade_handle = None
+        if self.grader is not None:
+            self.grader.recompute()
+
+    def _show_grade(self, update) -> None:
+        with self.state:
+            self.state.update({f"onfh_{key}": value for key, value in panel_text(update).items()})
+            self.state.onfh_grade_serial += 1
+
+    def _close_grader(self) -> None:
+        if self._grade_handle is not None:
+            self._grade_handle.cancel()
+            self._grade_handle = None
+        if self.grader is not None:
+            self.grader.close()
+            self.grader = None
+
+    # --- save ---------------------------------------------------------------------------
+
+    def output_folder(self) -> Path:
+        """Next to the image when it lies under ``--data``; the sample's results go to ``--data``."""
+        folder = self.image_path.parent.resolve() if self.image_path else self.data_dir
+        return folder if folder == self.data_dir or self.data_dir in folder.parents else self.data_dir
+
+    def save(self) -> None:
+        """Write ``<case>.seg.nrrd``, ``<case>.json`` and a CSV row; an existing case gets ``-<n>``."""
+        if self.segmentation is None:
+            return
+        try:
+            saved = save_case(
+                self.scene,
+                self.segmentation,
+                self.volume,
+                self.output_folder(),
+                self.image_path,
+                self.model,
+                self.model_quality,
+            )
+        except OnfhError as error:
+            self._say(f"onfh: error: {error}", error=True)
+            return
+        renamed = saved.case != case_name(self.image_path)
+        note = f" ('{case_name(self.image_path)}' already existed and was kept)" if renamed else ""
+        self._say(
+            f"Saved {saved.segmentation_path.name}, {saved.report_path.name} and a row of "
+            f"{saved.csv_path.name} in {saved.segmentation_path.parent}{note}."
+        )
+
+    def add_to_training_set(self) -> None:
+        """Export volume + corrected labels as a new case of ``<data>/onfh-training-set``."""
+        if self.segmentation is None:
+            return
+        folder = self.data_dir / TRAINING_FOLDER
+        try:
+            plan = plan_case_id(folder, self.volume)
+            files = export_training_case(
+                self.scene, self.segmentation, self.volume, folder, plan.free_alternative
+            )
+        except OnfhError as error:
+            self._say(f"onfh: error: {error}", error=True)
+            return
+        note = f" (case '{plan.case_id}' already existed and was kept)" if plan.exists else ""
+        self._say(f"Added case '{files.case_id}' to {folder}{note}.")
+
+    def refresh_inputs(self) -> None:
+        with self.state:
+            self.state.onfh_inputs = list_inputs(self.data_dir)
