@@ -44,14 +44,28 @@ def web_server(data_dir: Path, cache_dir: Path, log_path: Path, timeout_s: float
     """``onfh web`` on a free loopback port; yields its URL, stops it (process group) on exit."""
     port = free_port()
     env = dict(os.environ, XDG_CACHE_HOME=str(cache_dir), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
-    command = [sys.executable, "-m", "onfh", "web", "--data", str(data_dir), "--port", str(port), "--no-browser"]
+    command = [
+        sys.executable,
+        "-m",
+        "onfh",
+        "web",
+        "--data",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--no-browser",
+    ]
     with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"onfh web exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"onfh web exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
                 break
             time.sleep(0.3)
