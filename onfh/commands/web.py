@@ -8,7 +8,7 @@ and prints a warning. Needs the ``[web]`` extra.
 from __future__ import annotations
 
 import argparse
-import os
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -68,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
 
     root = data_folder(args.data, args.images)
     try:
-        from trame.app import get_server
+        from onfh.web.server import serve
 
-        from onfh.web.app import OnfhWebApp
+        import trame_slicer  # noqa: F401  (fail here, with the install line, not mid-start)
     except ImportError as error:
         raise OnfhError(
             f"onfh web needs the web extra: pip install -e '.[web]' ({error.name} missing)"
@@ -78,11 +78,6 @@ def run(args: argparse.Namespace) -> int:
     warning = host_warning(args.host)
     if warning:
         print(warning, file=sys.stderr)
-    # trame parses sys.argv on start; give it only what we decided.
-    os.environ["TRAME_ARGS"] = "--server" if args.no_browser else ""
-    server = get_server("onfh-web", client_type="vue3")
-    app = OnfhWebApp(server, root)
     first = [str(Path(i).resolve().relative_to(root)) for i in args.images]
-    app.start_with(first[0] if first else None)
-    server.start(port=args.port, host=args.host, open_browser=not args.no_browser, show_connection_info=True)
+    serve(root, first[0] if first else None, args.host, args.port, open_browser=not args.no_browser)
     return 0
