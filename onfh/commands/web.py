@@ -67,14 +67,13 @@ def run(args: argparse.Namespace) -> int:
     from onfh.web.files import host_warning
 
     root = data_folder(args.data, args.images)
-    try:
-        from onfh.web.server import serve
-
-        import trame_slicer  # noqa: F401  (fail here, with the install line, not mid-start)
-    except ImportError as error:
+    missing = [name for name in ("trame", "trame_slicer") if importlib.util.find_spec(name) is None]
+    if missing:
         raise OnfhError(
-            f"onfh web needs the web extra: pip install -e '.[web]' ({error.name} missing)"
-        ) from None
+            f"onfh web needs the web extra: pip install -e '.[web]' ({', '.join(missing)} missing)"
+        )
+    from onfh.web.server import serve
+
     warning = host_warning(args.host)
     if warning:
         print(warning, file=sys.stderr)
