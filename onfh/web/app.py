@@ -47,8 +47,11 @@ from onfh.web.ui import build_ui
 
 ENGINE_ROOT = Path(__file__).resolve().parents[2]
 """The folder holding the ``onfh`` package: the child process runs ``onfh/__main__.py`` from it."""
-GRADE_DELAY_S = 0.03
-"""A stroke fires several segmentation events; regrade once, this long after the last."""
+TARGET_FPS = 10.0
+"""Frame rate of the hovered view while interacting. Each frame is rendered on the event loop
+(CPU rendering on a server without GPU costs 30-120 ms a view), and the page sends the next
+mouse event only when the previous one was answered, so fewer frames means the end of a
+stroke, and its grade, reach the page sooner."""
 POLL_INTERVAL_S = 0.2
 LAYOUT_ID = "ONFH"
 TRAINING_FOLDER = "onfh-training-set"
@@ -80,7 +83,9 @@ class OnfhWebApp:
         self.cache_dir = Path(cache_dir) if cache_dir else sample_cache_dir()
         server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
-        register_rca_factories(self.slicer_app.view_manager, server)
+        register_rca_factories(
+            self.slicer_app.view_manager, server, target_fps=TARGET_FPS, blur_fps=TARGET_FPS / 2
+        )
         self.editor_logic = SegmentEditorLogic(server, self.slicer_app)
         self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, server)
         self.layout_manager.register_layout(LAYOUT_ID, onfh_layout())
@@ -93,7 +98,6 @@ class OnfhWebApp:
         self.model_quality: str | None = None
         self.job: SegmentJob | None = None
         self.grader: LiveGrader | None = None
-        self._grade_handle = None
         self.segment_started_s = 0.0
 
         self.state.update(
@@ -285,18 +289,14 @@ class OnfhWebApp:
             slicer.vtkMRMLSliceNode.JumpAllSlices(
                 self.scene, r, a, s, slicer.vtkMRMLSliceNode.CenteredJumpSlice
             )
-        self.grader = LiveGrader(segmentation_node, self._show_grade, self._schedule_grade)
+        # Regrade at once on every segmentation event (about 1 ms on a cropped labelmap):
+        # a deferred regrade would wait behind the frames the stroke schedules.
+        self.grader = LiveGrader(segmentation_node, self._show_grade, self._regrade)
         with self.state:
             self.state.onfh_has_segmentation = True
         self.grader.recompute()
 
-    def _schedule_grade(self) -> None:
-        if self._grade_handle is not None:
-            self._grade_handle.cancel()
-        self._grade_handle = asyncio.get_event_loop().call_later(GRADE_DELAY_S, self._regrade)
-
     def _regrade(self) -> None:
-        self._grade_handle = None
         if self.grader is not None:
             self.grader.recompute()
 
@@ -306,9 +306,6 @@ class OnfhWebApp:
             self.state.onfh_grade_serial += 1
 
     def _close_grader(self) -> None:
-        if self._grade_handle is not None:
-            self._grade_handle.cancel()
-            self._grade_handle = None
         if self.grader is not None:
             self.grader.close()
             self.grader = None
