@@ -73,6 +73,13 @@ def test_load_segment_correct_regrade_undo_save_in_chromium(tmp_path, capsys):
         assert error.startswith("onfh: error:") and "\n" not in error
         assert text(page, "onfh-volume").startswith("SyntheticONFHHip")
 
+        # A bad upload: the same one-line error, and nothing of it is kept.
+        bad_upload = tmp_path / "upload.nrrd"
+        bad_upload.write_text("not an image either\n")
+        page.locator("input[type=file]").set_input_files(str(bad_upload))
+        wait_for_text(page, "onfh-error", lambda s: "upload.nrrd" in s and s.startswith("onfh: error:"))
+        assert not list((data / "uploads").glob("*"))
+
         # Segment, then Cancel: the child is stopped and nothing enters the scene.
         page.click("#onfh-segment")
         page.click("#onfh-cancel")

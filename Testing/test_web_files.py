@@ -9,7 +9,14 @@ import pytest
 from onfh.cli import main
 from onfh.commands.web import data_folder
 from onfh.errors import OnfhError
-from onfh.web.files import host_warning, list_inputs, resolve_under, sample_cache_dir
+from onfh.web.files import (
+    UPLOAD_FOLDER,
+    host_warning,
+    list_inputs,
+    resolve_under,
+    sample_cache_dir,
+    upload_path,
+)
 
 
 @pytest.fixture
@@ -71,3 +78,17 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     assert main(["web", "--data", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("onfh: error:") and err.count("\n") == 1
+
+
+def test_uploads_are_limited_named_safely_and_never_overwrite(tmp_path):
+    assert upload_path(tmp_path, "hip.nii.gz", 10) == tmp_path / UPLOAD_FOLDER / "hip.nii.gz"
+    assert upload_path(tmp_path, "../../etc/x.nrrd", 10) == tmp_path / UPLOAD_FOLDER / "x.nrrd"
+    assert upload_path(tmp_path, "C:\\scans\\my hip.mha", 10) == tmp_path / UPLOAD_FOLDER / "my_hip.mha"
+    (tmp_path / UPLOAD_FOLDER).mkdir()
+    (tmp_path / UPLOAD_FOLDER / "hip.nii.gz").write_bytes(b"")
+    assert upload_path(tmp_path, "hip.nii.gz", 10).name == "hip-2.nii.gz"
+    with pytest.raises(OnfhError, match="over the 1 MiB upload limit"):
+        upload_path(tmp_path, "big.nrrd", 2 * 1024**2, limit_bytes=1024**2)
+    for bad in ("notes.txt", "hip.seg.nrrd", ".."):
+        with pytest.raises(OnfhError, match="not an image file"):
+            upload_path(tmp_path, bad, 10)

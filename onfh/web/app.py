@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import slicer
+from trame.app.file_upload import ClientFile
 from trame_server.utils.asynchronous import create_task
 from trame_slicer import module as trame_slicer_module
 from trame_slicer.app.logic import SegmentEditorLogic
@@ -42,7 +43,7 @@ from onfh.mrml.segmentation_import import (
 from onfh.mrml.training_export import export_training_case, plan_case_id
 from onfh.sampledata import SAMPLE_NODE_NAME, synthetic_hip
 from onfh.subprocess_runner import SegmentJob, quality_warning
-from onfh.web.files import list_inputs, resolve_under, sample_cache_dir
+from onfh.web.files import list_inputs, resolve_under, sample_cache_dir, upload_path
 from onfh.web.ui import build_ui
 
 ENGINE_ROOT = Path(__file__).resolve().parents[2]
@@ -115,9 +116,11 @@ class OnfhWebApp:
                 "onfh_has_segmentation": False,
                 "onfh_grade_serial": 0,
                 "onfh_segment_s": None,
+                "onfh_upload": None,
                 **{f"onfh_{key}": value for key, value in panel_text(None).items()},
             }
         )
+        self.state.change("onfh_upload")(lambda onfh_upload, **_: self.upload(onfh_upload))
         self.ui = build_ui(server, self)
         self.editor_logic.set_ui(self.ui.editor)
 
@@ -157,8 +160,8 @@ class OnfhWebApp:
             return
         self._show(image, files.image_path, SAMPLE_NODE_NAME)
 
-    async def load_input(self, relative: str | None = None) -> None:
-        """Load an image file or DICOM folder picked from the ``--data`` list."""
+    async def load_input(self, relative: str | None = None) -> bool:
+        """Load an image file or DICOM folder picked from the ``--data`` list; False on a bad file."""
         relative = relative if relative is not None else self.state.onfh_input
         try:
             path = resolve_under(self.data_dir, relative or "")
@@ -166,8 +169,37 @@ class OnfhWebApp:
             image = await asyncio.to_thread(read_image, path)
         except OnfhError as error:
             self._say(f"onfh: error: {error}", error=True)
-            return
+            return False
         self._show(image, path, case_name(path))
+        return True
+
+    def upload(self, file: dict | None) -> None:
+        """Store an image sent from the browser under ``<data>/uploads`` (size-limited), then load it."""
+        if isinstance(file, list):
+            file = file[0] if file else None
+        if not file:
+            return
+        upload = ClientFile(file)
+        try:
+            target = upload_path(
+                self.data_dir, upload.name or "", max(upload.size or 0, len(upload.content or b""))
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(upload.content or b"")
+        except OnfhError as error:
+            self._say(f"onfh: error: {error}", error=True)
+            return
+        except OSError as error:
+            self._say(
+                f"onfh: error: {upload.name}: could not store the upload ({error.strerror})", error=True
+            )
+            return
+        create_task(self._load_upload(target))
+
+    async def _load_upload(self, target: Path) -> None:
+        if not await self.load_input(target.relative_to(self.data_dir).as_posix()):
+            target.unlink(missing_ok=True)  # keep nothing the page could not read
+        self.refresh_inputs()
 
     def _show(self, image, path: Path, name: str) -> None:
         self.cancel()

@@ -9,16 +9,20 @@ file the person who started it did not put under ``--data``. Pure functions, no 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from onfh.errors import OnfhError
-from onfh.imageio import IMAGE_SUFFIXES
+from onfh.imageio import IMAGE_SUFFIXES, image_suffix
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_LISTED = 500
 """The picker lists at most this many entries (a data folder may be a whole archive)."""
 MAX_DEPTH = 3
 DICOM_SUFFIXES = (".dcm", ".ima")
+UPLOAD_LIMIT_BYTES = 512 * 1024**2
+"""Largest accepted upload: a 3D hip MRI is tens of MB; anything this large is not one."""
+UPLOAD_FOLDER = "uploads"
 
 
 def resolve_under(root: str | os.PathLike, relative: str) -> Path:
@@ -82,6 +86,35 @@ def list_inputs(root: str | os.PathLike, max_depth: int = MAX_DEPTH, limit: int 
 
     walk(base, 1)
     return found
+
+
+def upload_path(
+    root: str | os.PathLike, name: str, size_bytes: int, limit_bytes: int = UPLOAD_LIMIT_BYTES
+) -> Path:
+    """Where an uploaded image is stored: ``<root>/uploads/<name>``, never replacing a file.
+
+    Only the file name's last component is used, restricted to letters, digits and
+    ``._-`` (a name cannot place the file elsewhere); a taken name gets ``-2``, ``-3``...
+
+    Raises:
+        OnfhError: over the size limit, or not a NIfTI/NRRD/MHA file name.
+    """
+    base_name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(name).replace("\\", "/")).name).lstrip(".")
+    if size_bytes > limit_bytes:
+        mib = limit_bytes // 1024**2
+        raise OnfhError(
+            f"{base_name or name}: {size_bytes / 1024**2:.0f} MiB is over the {mib} MiB upload limit"
+        )
+    suffix = image_suffix(base_name)
+    if not suffix or base_name.lower().endswith(".seg.nrrd"):
+        raise OnfhError(
+            f"{name}: not an image file ({', '.join(IMAGE_SUFFIXES)}); upload DICOM as files under --data"
+        )
+    folder = Path(root) / UPLOAD_FOLDER
+    stem, candidate, number = base_name[: -len(suffix)], base_name, 2
+    while (folder / candidate).exists():
+        candidate, number = f"{stem}-{number}{suffix}", number + 1
+    return folder / candidate
 
 
 def host_warning(host: str) -> str | None:

@@ -14,6 +14,8 @@ from trame.widgets import vuetify3 as v
 from trame_server.utils.asynchronous import create_task
 from trame_slicer.app.ui import FlexContainer, SegmentEditorUI, SegmentEditorUndoRedoUI
 
+from onfh.imageio import IMAGE_SUFFIXES
+
 DEVICES = [
     {"title": "Auto", "value": "auto"},
     {"title": "CPU", "value": "cpu"},
@@ -61,6 +63,15 @@ def _load_card(app) -> None:
                 click=lambda: create_task(app.load_sample()),
                 variant="tonal",
             )
+        v.VFileInput(
+            v_model=("onfh_upload", None),
+            label="Upload an image (NIfTI, NRRD, MHA)",
+            accept=",".join(IMAGE_SUFFIXES),
+            density="compact",
+            hide_details=True,
+            classes="mt-2",
+            id="onfh-upload",
+        )
 
 
 def _segment_card(app) -> None:
