@@ -24,6 +24,7 @@ from web_driver import (
     stroke,
     text,
     wait_for_text,
+    wait_until_quiet,
     web_server,
 )
 
@@ -37,7 +38,7 @@ if chromium_path() is None:
         raise RuntimeError("ONFH_REQUIRE_BROWSER is set but chromium is not installed")
     pytest.skip("chromium not installed (apt-get install -y chromium)", allow_module_level=True)
 
-STROKE = [(-0.05, 0.02), (0.0, 0.03), (0.05, 0.02)]
+STROKE = [(-0.03, 0.0), (0.0, 0.005), (0.03, 0.0)]
 """Fractions of the coronal view from its centre, where the app centres the femoral head."""
 
 
@@ -45,6 +46,7 @@ def _grade_changes(page, action, timeout_s: float = 30.0) -> None:
     serial = text(page, "onfh-grade-serial")
     action()
     wait_for_text(page, "onfh-grade-serial", lambda s: s != serial, timeout_s)
+    wait_until_quiet(page)
 
 
 def _file_counts(path) -> tuple[float, int, float]:
@@ -64,21 +66,6 @@ def test_load_segment_correct_regrade_undo_save_in_chromium(tmp_path, capsys):
     with web_server(data, tmp_path / "cache", log) as url, browser_page(url) as (page, requests):
         # Opens with the sample hip.
         wait_for_text(page, "onfh-volume", lambda s: s.startswith("SyntheticONFHHip"), 180)
-
-        # A bad file under --data: the CLI's one-line error, the sample stays loaded.
-        page.locator("#onfh-input").click(force=True)
-        page.locator(".v-list-item", has_text="broken.nrrd").click()
-        page.click("#onfh-load")
-        error = wait_for_text(page, "onfh-error", lambda s: "broken.nrrd" in s)
-        assert error.startswith("onfh: error:") and "\n" not in error
-        assert text(page, "onfh-volume").startswith("SyntheticONFHHip")
-
-        # A bad upload: the same one-line error, and nothing of it is kept.
-        bad_upload = tmp_path / "upload.nrrd"
-        bad_upload.write_text("not an image either\n")
-        page.locator("input[type=file]").set_input_files(str(bad_upload))
-        wait_for_text(page, "onfh-error", lambda s: "upload.nrrd" in s and s.startswith("onfh: error:"))
-        assert not list((data / "uploads").glob("*"))
 
         # Segment, then Cancel: the child is stopped and nothing enters the scene.
         page.click("#onfh-segment")
@@ -136,6 +123,21 @@ def test_load_segment_correct_regrade_undo_save_in_chromium(tmp_path, capsys):
         page.click("#onfh-train")
         wait_for_text(page, "onfh-status", lambda s: s.startswith("Added case"))
         assert (data / "onfh-training-set" / "dataset.json").is_file()
+
+        # A bad file under --data: the CLI's one-line error, the loaded hip stays.
+        page.locator("#onfh-input").click(force=True)
+        page.locator(".v-list-item", has_text="broken.nrrd").click()
+        page.click("#onfh-load")
+        error = wait_for_text(page, "onfh-error", lambda s: "broken.nrrd" in s)
+        assert error.startswith("onfh: error:") and "\n" not in error
+        assert text(page, "onfh-volume").startswith("SyntheticONFHHip")
+
+        # A bad upload: the same one-line error, and nothing of it is kept.
+        bad_upload = tmp_path / "upload.nrrd"
+        bad_upload.write_text("not an image either\n")
+        page.locator("input[type=file]").set_input_files(str(bad_upload))
+        wait_for_text(page, "onfh-error", lambda s: "upload.nrrd" in s and s.startswith("onfh: error:"))
+        assert not list((data / "uploads").glob("*"))
 
         # Nothing left this machine.
         assert all(r.startswith((url, "blob:" + url.rstrip("/"), "data:")) for r in requests), requests

@@ -119,6 +119,20 @@ def wait_for_text(page, element_id: str, predicate, timeout_s: float = 120.0) ->
     raise TimeoutError(f"#{element_id} still reads {last!r} after {timeout_s} s")
 
 
+def wait_until_quiet(page, quiet_s: float = 0.6, timeout_s: float = 30.0) -> None:
+    """Wait until the grade panel has not changed for ``quiet_s`` (a stroke updates it more than once)."""
+    deadline = time.monotonic() + timeout_s
+    serial, since = text(page, "onfh-grade-serial"), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = text(page, "onfh-grade-serial")
+        if now != serial:
+            serial, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+    raise TimeoutError("the grade kept changing")
+
+
 def percent(value: str) -> float:
     """``"20.3 %"`` -> 20.3."""
     return float(value.replace("%", "").strip())

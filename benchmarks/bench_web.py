@@ -25,7 +25,14 @@ sys.path.insert(0, str(ROOT / "Testing"))
 sys.path.insert(0, str(ROOT))
 
 from machine import cpu_name  # noqa: E402
-from web_driver import browser_page, slice_view_box, text, wait_for_text, web_server  # noqa: E402
+from web_driver import (  # noqa: E402
+    browser_page,
+    slice_view_box,
+    text,
+    wait_for_text,
+    wait_until_quiet,
+    web_server,
+)
 
 WATCH = """() => {
   window.__onfh = {up: [], change: []};
@@ -36,29 +43,15 @@ WATCH = """() => {
 }"""
 
 
-def wait_until_quiet(page, quiet_s: float = 0.6, timeout_s: float = 30.0) -> None:
-    """Wait until the grade has not changed for ``quiet_s`` (a stroke updates it more than once)."""
-    deadline = time.monotonic() + timeout_s
-    serial, since = text(page, "onfh-grade-serial"), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = text(page, "onfh-grade-serial")
-        if now != serial:
-            serial, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            return
-    raise TimeoutError("the grade kept changing")
-
-
 def one_stroke(page, box, index: int) -> float:
     """Paint one short stroke at a hand's pace (each a little lower than the last); mouseup-to-grade in ms."""
     wait_until_quiet(page)
     page.evaluate("() => { window.__onfh.up = []; window.__onfh.change = []; }")
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] * (0.47 + 0.006 * index)
-    page.mouse.move(cx - 0.04 * box["width"], cy)
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] * (0.5 + 0.004 * (index % 20 - 10))
+    page.mouse.move(cx - 0.03 * box["width"], cy)
     page.mouse.down()
     for step in range(1, 9):  # about 0.25 s of dragging, as a hand paints
-        page.mouse.move(cx + (-0.04 + 0.01 * step) * box["width"], cy)
+        page.mouse.move(cx + (-0.03 + 0.0075 * step) * box["width"], cy)
         time.sleep(0.03)
     page.mouse.up()
     deadline = time.monotonic() + 30
@@ -91,8 +84,8 @@ def main() -> int:
             wait_for_text(page, "onfh-ratio", lambda s: s.endswith("%"), 300)
             first_grade_s = time.perf_counter() - start
             if args.no_3d:
-                page.get_by_text("Rendering").click()
-                page.locator("button:has(i.mdi-video-3d)").click()
+                page.get_by_text("Rendering", exact=True).click()
+                page.locator(".v-navigation-drawer--left .mdi-video-3d").first.click()
             page.locator("button:has(i.mdi-brush)").first.click()
             page.wait_for_timeout(500)
             page.evaluate(WATCH)

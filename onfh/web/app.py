@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -55,6 +56,8 @@ mouse event only when the previous one was answered, so fewer frames means the e
 stroke, and its grade, reach the page sooner."""
 POLL_INTERVAL_S = 0.2
 LAYOUT_ID = "ONFH"
+HEAD_DIAMETERS_IN_VIEW = 3.0
+"""Slice views are zoomed so their shorter side spans this many femoral head diameters."""
 TRAINING_FOLDER = "onfh-training-set"
 
 logger = logging.getLogger(__name__)
@@ -99,6 +102,7 @@ class OnfhWebApp:
         self.model_quality: str | None = None
         self.job: SegmentJob | None = None
         self.grader: LiveGrader | None = None
+        self._confirming = False
         self.segment_started_s = 0.0
 
         self.state.update(
@@ -316,26 +320,48 @@ class OnfhWebApp:
         if found.get("necrosis"):
             self.editor.set_active_segment_id(found["necrosis"])
         self.editor.set_surface_representation_enabled(True)
-        if found.get("femoral_head"):
-            r, a, s = segmentation_node.GetSegmentCenterRAS(found["femoral_head"])
-            slicer.vtkMRMLSliceNode.JumpAllSlices(
-                self.scene, r, a, s, slicer.vtkMRMLSliceNode.CenteredJumpSlice
-            )
         # Regrade at once on every segmentation event (about 1 ms on a cropped labelmap):
         # a deferred regrade would wait behind the frames the stroke schedules.
         self.grader = LiveGrader(segmentation_node, self._show_grade, self._regrade)
         with self.state:
             self.state.onfh_has_segmentation = True
-        self.grader.recompute()
+        update = self.grader.recompute()
+        if found.get("femoral_head") and update.result is not None:
+            self._frame_head(segmentation_node, found["femoral_head"], update.result.head_volume_ml)
+
+    def _frame_head(self, segmentation_node, head_id: str, head_ml: float) -> None:
+        """Centre every view on the femoral head; the slices show about three head diameters."""
+        r, a, s = segmentation_node.GetSegmentCenterRAS(head_id)
+        target_mm = HEAD_DIAMETERS_IN_VIEW * (6.0 * head_ml * 1000.0 / math.pi) ** (1.0 / 3.0)
+        nodes = self.scene.GetNodesByClass("vtkMRMLSliceNode")
+        for index in range(nodes.GetNumberOfItems()):
+            node = nodes.GetItemAsObject(index)
+            fov = node.GetFieldOfView()
+            factor = target_mm / max(min(fov[0], fov[1]), 1e-6)
+            node.SetFieldOfView(fov[0] * factor, fov[1] * factor, fov[2])
+        slicer.vtkMRMLSliceNode.JumpAllSlices(self.scene, r, a, s, slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+        for view in self.slicer_app.view_manager.get_threed_views():
+            view.render_window().Render()  # builds the surfaces' actors, so the fit sees them
+            view.reset_view()
 
     def _regrade(self) -> None:
         if self.grader is not None:
             self.grader.recompute()
 
     def _show_grade(self, update) -> None:
+        if update.result is None and not self._confirming:
+            # Mid-operation states (undo removes a segment before restoring it) are not
+            # shown: grade again once the burst of events is over, and show that.
+            self._confirming = True
+            asyncio.get_event_loop().call_soon(self._confirm_grade)
+            return
         with self.state:
             self.state.update({f"onfh_{key}": value for key, value in panel_text(update).items()})
             self.state.onfh_grade_serial += 1
+
+    def _confirm_grade(self) -> None:
+        self._regrade()
+        self._confirming = False
 
     def _close_grader(self) -> None:
         if self.grader is not None:
