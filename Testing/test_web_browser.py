@@ -42,7 +42,7 @@ STROKE = [(-0.03, 0.0), (0.0, 0.005), (0.03, 0.0)]
 """Fractions of the coronal view from its centre, where the app centres the femoral head."""
 
 
-def _grade_changes(page, action, timeout_s: float = 30.0) -> None:
+def _grade_changes(page, action, timeout_s: float = 90.0) -> None:
     serial = text(page, "onfh-grade-serial")
     action()
     wait_for_text(page, "onfh-grade-serial", lambda s: s != serial, timeout_s)
