@@ -139,6 +139,11 @@ def test_load_segment_correct_regrade_undo_save_in_chromium(tmp_path, capsys):
         wait_for_text(page, "onfh-error", lambda s: "upload.nrrd" in s and s.startswith("onfh: error:"))
         assert not list((data / "uploads").glob("*"))
 
+        # Loading again starts afresh: no segmentation, no grade, nothing to save.
+        page.click("#onfh-load-sample")
+        wait_for_text(page, "onfh-status", lambda s: s.startswith("Loaded"))
+        assert text(page, "onfh-grade") == "-" and page.locator("#onfh-save").is_disabled()
+
         # Nothing left this machine.
         assert all(r.startswith((url, "blob:" + url.rstrip("/"), "data:")) for r in requests), requests
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
