@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINE_THIRD_PARTY = {"numpy", "SimpleITK", "torch", "monai", "matplotlib", "onfh"}
 LAYER1_EXTRA = {"slicer", "vtk", "vtkmodules"}
 LAYER1_FORBIDDEN_ATTRIBUTES = {"util", "app", "mrmlScene", "modules", "ScriptedLoadableModule"}
+WEB_SHELL_EXTRA = {"trame", "trame_slicer", "trame_server", "trame_client"}
+"""The browser shell (``onfh/web/``, layer 2) may use trame on top of layer 1, never Qt."""
 MODULE_FILE_MAX_LINES = 450
 
 
@@ -34,6 +36,14 @@ def is_layer1(path: Path) -> bool:
     return "mrml" in path.relative_to(ROOT / "onfh").parts[:1] or path.name == "mrml.py"
 
 
+def is_web_shell(path: Path) -> bool:
+    return path.relative_to(ROOT / "onfh").parts[:1] == ("web",)
+
+
+WEB_LAUNCHER = Path("commands") / "web.py"
+"""``onfh web`` starts the browser shell: it may import ``onfh.web`` (nothing of trame itself)."""
+
+
 def engine_files():
     return [p for p in python_files(ROOT / "onfh")]
 
@@ -44,11 +54,16 @@ def test_engine_and_mrml_imports_follow_the_layer_table(path):
     allowed = set(sys.stdlib_module_names) | ENGINE_THIRD_PARTY
     if is_layer1(path):
         allowed |= LAYER1_EXTRA
+    if is_web_shell(path):
+        allowed |= LAYER1_EXTRA | WEB_SHELL_EXTRA
     problems = []
     for line, name in imported_modules(tree):
         top = name.split(".")[0]
         if top not in allowed:
             problems.append(f"line {line}: imports {name}")
+        launcher = path.relative_to(ROOT / "onfh") == WEB_LAUNCHER
+        if not is_web_shell(path) and not launcher and name.startswith("onfh.web"):
+            problems.append(f"line {line}: imports the web shell {name} (layers below import nothing above)")
         if top == "slicer" and name.split(".")[1:2] and name.split(".")[1] in LAYER1_FORBIDDEN_ATTRIBUTES:
             problems.append(f"line {line}: imports {name} (needs the Slicer application)")
     if is_layer1(path):

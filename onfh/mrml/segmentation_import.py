@@ -119,6 +119,33 @@ def volume_to_image(volume_node) -> sitk.Image:
     return image
 
 
+def add_volume_node(scene, image: sitk.Image, name: str):
+    """A new scalar volume node holding a SimpleITK image (LPS), the inverse of ``volume_to_image``.
+
+    Lets a shell load what ``onfh.imageio.read_image`` read (files and DICOM series, with
+    the CLI's checks and one-line errors) without a second reader.
+    """
+    array = sitk.GetArrayFromImage(image)
+    z, y, x = array.shape
+    image_data = vtk.vtkImageData()
+    image_data.SetDimensions(x, y, z)
+    scalars = numpy_support.numpy_to_vtk(np.ascontiguousarray(array).ravel(), deep=True)
+    image_data.GetPointData().SetScalars(scalars)
+    direction = np.array(image.GetDirection(), float).reshape(3, 3)
+    linear = _LPS_FROM_RAS @ direction @ np.diag(image.GetSpacing())
+    matrix = vtk.vtkMatrix4x4()
+    origin = _LPS_FROM_RAS @ np.array(image.GetOrigin(), float)
+    for r in range(3):
+        for c in range(3):
+            matrix.SetElement(r, c, float(linear[r, c]))
+        matrix.SetElement(r, 3, float(origin[r]))
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(name))
+    node.SetIJKToRASMatrix(matrix)
+    node.SetAndObserveImageData(image_data)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
 def _mask_to_oriented_image(mask_zyx: np.ndarray, volume_node):
     z, y, x = mask_zyx.shape
     oriented = slicer.vtkOrientedImageData()
