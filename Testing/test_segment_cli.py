@@ -321,10 +321,8 @@ def test_a_case_that_fails_while_writing_leaves_no_partial_files(tiny_model_dir,
     argv.append("--force")  # the folder counts as an earlier result
     assert main(argv) == 1
     assert "onfh: error:" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["hip.json", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["hip.json"]  # no results: no summary either
     assert not any(out.glob(".*partial*"))
-    rows = list(csv.DictReader((out / "summary.csv").open()))
-    assert rows[0]["status"] == "failed"
 
 
 @pytest.mark.slow

@@ -168,6 +168,14 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
     if failure is not None:
         reason = _read_failure_text(str(failure), console.text)
         raise OnfhError(f"{folder}: DICOM series {series_uid} could not be read: {reason}")
+    if image.HasMetaDataKey("ITK_non_uniform_sampling_deviation"):
+        # ITK's mark for slice positions that are not evenly spaced: a slice is missing
+        # (GDCM leaves out files it cannot parse, such as a truncated one) and the volume
+        # would be stretched silently.
+        raise OnfhError(
+            f"{folder}: DICOM series {series_uid} has missing or unevenly spaced slices "
+            f"({len(names)} readable); check that every file was copied completely"
+        )
     return image
 
 

@@ -361,6 +361,17 @@ def folder_rows(outdir: Path, run_rows: dict[str, dict], cases: list[str]) -> li
     return rows
 
 
+def update_summary(outdir: Path, run_rows: dict[str, dict], cases: list[str]) -> None:
+    """(Re)write ``summary.csv`` from the folder (``folder_rows``) once it holds any result.
+
+    A run whose every case failed leaves a folder without results as it found it: the
+    errors were on stderr, and a summary of nothing would be an output of nothing.
+    """
+    rows = folder_rows(outdir, run_rows, cases) if outdir.is_dir() else list(run_rows.values())
+    if any(row["status"] != "failed" for row in rows) or (outdir / "summary.csv").exists():
+        write_summary(outdir / "summary.csv", rows)
+
+
 def _row_from_report(case: str, report: dict) -> dict:
     seconds = float((report.get("timings_s") or {}).get("total_s") or 0.0)
     return _summary_row(case, str(report["input"].get("path", "")), report, seconds)
@@ -448,7 +459,6 @@ def run(args: argparse.Namespace) -> int:
     if to_run:
         progress.update("load_model", 0.0)
         segmenter, folder, device_text = load_segmenter(args.model, args.device)
-        outdir.mkdir(parents=True, exist_ok=True)
         progress.message(f"model {folder.id} ({folder.sha256[:12]}) on {device_text}")
     for input_path, case in zip(inputs, cases):
         if case not in to_run:
@@ -491,9 +501,9 @@ def run(args: argparse.Namespace) -> int:
                 progress.clear()
                 print(_format_result(case, case_json), flush=True)
         progress.index += 1
-        write_summary(outdir / "summary.csv", folder_rows(outdir, rows, cases))
-    if not to_run and outdir.is_dir():
-        write_summary(outdir / "summary.csv", folder_rows(outdir, rows, cases))
+        update_summary(outdir, rows, cases)
+    if not to_run:
+        update_summary(outdir, rows, cases)
     progress.index, progress.case = len(to_run), ""
     if args.progress == "json":
         progress.update("finished", 1.0, failed=failures, summary=str(outdir / "summary.csv"))
