@@ -176,28 +176,45 @@ class CapturedOutput:
     text: str = ""
 
 
+def _flush_c_stdio() -> None:
+    """Flush C's stdio buffers: C++ streams (MetaIO writes to ``std::cout``) land there."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError, TypeError):  # no such C library (Windows)
+        ctypes.CDLL(None).fflush(None)
+
+
 @contextlib.contextmanager
 def captured_native_stderr() -> Iterator[CapturedOutput]:
-    """Send native stderr (file descriptor 2: ITK, GDCM, MetaIO, NRRD) to a buffer for a block.
+    """Send the native console (file descriptors 1 and 2: ITK, GDCM, MetaIO, NRRD) to a
+    buffer for a block; ``text`` holds what was written.
 
-    Python's ``sys.stderr`` is flushed first and writes to the same descriptor are
-    captured too, so nothing appears on the terminal in between.
+    Python's streams and C's stdio buffers are flushed at both ends, so nothing written
+    inside the block reaches the terminal, and nothing written before it is captured.
     """
     captured = CapturedOutput()
+    descriptors = [1, 2]  # where native code writes, whatever Python's sys.stdout is now
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stderr (embedded, redirected)
+        for fd in descriptors:
+            os.fstat(fd)
+    except OSError:  # no console at all (a GUI application)
         yield captured
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    _flush_c_stdio()
+    saved = [os.dup(fd) for fd in descriptors]
     with tempfile.TemporaryFile() as buffer:
-        os.dup2(buffer.fileno(), fd)
+        for fd in descriptors:
+            os.dup2(buffer.fileno(), fd)
         try:
             yield captured
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            _flush_c_stdio()
+            for fd, copy in zip(descriptors, saved):
+                os.dup2(copy, fd)
+                os.close(copy)
             buffer.seek(0)
             captured.text = buffer.read().decode("utf-8", "replace")
