@@ -159,6 +159,7 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
     require_voxel_count((*first.GetSize()[:2], len(names)), first.GetNumberOfComponentsPerPixel(), folder)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(names)
+    reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the gap check
     failure: RuntimeError | None = None
     with captured_native_stderr() as console:
         try:
@@ -168,15 +169,36 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
     if failure is not None:
         reason = _read_failure_text(str(failure), console.text)
         raise OnfhError(f"{folder}: DICOM series {series_uid} could not be read: {reason}")
-    if image.HasMetaDataKey("ITK_non_uniform_sampling_deviation"):
-        # ITK's mark for slice positions that are not evenly spaced: a slice is missing
-        # (GDCM leaves out files it cannot parse, such as a truncated one) and the volume
-        # would be stretched silently.
+    gap = largest_slice_gap(reader, image)
+    if gap is not None:
+        # GDCM leaves out files it cannot parse (a truncated copy, for one): the volume would
+        # be stretched over the gap silently.
         raise OnfhError(
-            f"{folder}: DICOM series {series_uid} has missing or unevenly spaced slices "
-            f"({len(names)} readable); check that every file was copied completely"
+            f"{folder}: DICOM series {series_uid} has missing slices (a {gap[0]:.2f} mm gap where "
+            f"slices lie {gap[1]:.2f} mm apart; {len(names)} files readable); "
+            "check that every file was copied completely"
         )
     return image
+
+
+def largest_slice_gap(reader: sitk.ImageSeriesReader, image: sitk.Image) -> tuple[float, float] | None:
+    """``(largest, usual)`` distance between neighbouring slices when the largest is 1.5 times
+    the usual one (a slice is missing), else ``None``; from each slice's ImagePositionPatient."""
+    normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
+    depths = []
+    for index in range(image.GetDepth()):
+        if not reader.HasMetaDataKey(index, "0020|0032"):
+            return None
+        try:
+            position = [float(v) for v in reader.GetMetaData(index, "0020|0032").split("\\")]
+        except ValueError:
+            return None
+        depths.append(float(np.dot(position, normal)))
+    steps = np.diff(np.sort(depths))
+    if steps.size < 2:
+        return None
+    usual = float(np.median(steps))
+    return (float(steps.max()), usual) if usual > 0 and steps.max() > 1.5 * usual else None
 
 
 def require_3d_scalar(image: sitk.Image, path: str | os.PathLike) -> sitk.Image:

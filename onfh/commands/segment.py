@@ -507,9 +507,10 @@ def run(args: argparse.Namespace) -> int:
     progress.index, progress.case = len(to_run), ""
     if args.progress == "json":
         progress.update("finished", 1.0, failed=failures, summary=str(outdir / "summary.csv"))
+    summary = outdir / "summary.csv"
     progress.message(
         f"{len(to_run) - failures} of {len(to_run)} case(s) segmented"
         + (f", {skipped} kept" if skipped else "")
-        + f"; summary: {outdir / 'summary.csv'}"
+        + (f"; summary: {summary}" if summary.is_file() else "")
     )
     return 1 if failures else 0
