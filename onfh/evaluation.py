@@ -254,13 +254,50 @@ def evaluate_case(pair: CasePair) -> tuple[dict, list[str]]:
 
     A prediction on another grid is resampled (nearest neighbour) onto the truth grid,
     grown if needed so no predicted voxel is dropped (``scoring_grid``), with a warning;
-    every metric is then measured with the truth's voxel spacing.
+    every metric is then measured with the truth's voxel spacing. Both hips of a
+    bilateral truth are pooled here; ``evaluate_case_per_hip`` separates them.
     """
-    from onfh.segfile import read_segmentation, same_grid
+    rows, warnings = _evaluate(pair, per_hip=False)
+    return rows[0], warnings
+
+
+def evaluate_case_per_hip(pair: CasePair) -> tuple[list[dict], list[str]]:
+    """``evaluate_case``, split into one row per hip when the truth shows both (``hip`` column).
+
+    The split and the pairing of predicted with true heads are ``onfh.bilateral``'s: every
+    voxel belongs to the hip on its side of the plane midway between the two true head centres.
+    """
+    return _evaluate(pair, per_hip=True)
+
+
+def _evaluate(pair: CasePair, per_hip: bool) -> tuple[list[dict], list[str]]:
+    from onfh.bilateral import bilateral_sides
 
     row: dict = {"case": pair.case_id, "fold": pair.fold, "truth_path": str(pair.truth_path)}
     if pair.prediction_path is None:
-        return {**row, "prediction_path": "", "status": MISSING}, [f"{pair.case_id}: no prediction found"]
+        return [{**row, "prediction_path": "", "status": MISSING}], [f"{pair.case_id}: no prediction found"]
+    truth_labels, predicted_labels, resampled, warnings = _labels_on_one_grid(pair)
+    truth_array = sitk.GetArrayViewFromImage(truth_labels)
+    predicted_array = sitk.GetArrayViewFromImage(predicted_labels)
+    row.update(prediction_path=str(pair.prediction_path), status="ok", resampled=resampled)
+    spacing_xyz_mm = truth_labels.GetSpacing()
+    sides = bilateral_sides(truth_array, truth_labels) if per_hip else None
+    if sides is None:
+        return [_measure(row, truth_array, predicted_array, spacing_xyz_mm, warnings)], warnings
+    rows = []
+    for side, mask in sides:
+        hip_row = {**row, "hip": side}
+        name = f"{pair.case_id} ({side} hip)"
+        truth_side, predicted_side = np.where(mask, truth_array, 0), np.where(mask, predicted_array, 0)
+        rows.append(_measure(hip_row, truth_side, predicted_side, spacing_xyz_mm, warnings, name))
+    return rows, warnings
+
+
+def _labels_on_one_grid(pair: CasePair) -> tuple[sitk.Image, sitk.Image, bool, list[str]]:
+    """Truth and prediction label images on one grid, whether the prediction was resampled,
+    and the warnings that says."""
+    from onfh.segfile import read_segmentation, same_grid
+
     truth_labels = read_segmentation(pair.truth_path).image
     predicted_labels = read_segmentation(pair.prediction_path).image
     warnings = []
@@ -280,52 +317,7 @@ def evaluate_case(pair: CasePair) -> tuple[dict, list[str]]:
                 f"{pair.prediction_path}: its segmentation lies outside the truth image; "
                 "check that both files belong to the same MRI"
             )
-    truth_array = sitk.GetArrayViewFromImage(truth_labels)
-    predicted_array = sitk.GetArrayViewFromImage(predicted_labels)
-    row.update(prediction_path=str(pair.prediction_path), status="ok", resampled=resampled)
-    return _measure(row, truth_array, predicted_array, truth_labels.GetSpacing(), warnings), warnings
-
-
-def evaluate_case_per_hip(pair: CasePair) -> tuple[list[dict], list[str]]:
-    """``evaluate_case``, split into one row per hip when the truth shows both (``hip`` column).
-
-    The split and the pairing of predicted with true heads are ``onfh.bilateral``'s:
-    the plane midway between the two true head centres.
-    """
-    from onfh.bilateral import bilateral_sides
-    from onfh.segfile import read_segmentation
-
-    row, warnings = evaluate_case(pair)
-    if row.get("status") != "ok":
-        return [row], warnings
-    truth_labels = read_segmentation(pair.truth_path).image
-    sides = bilateral_sides(sitk.GetArrayViewFromImage(truth_labels), truth_labels)
-    if sides is None:
-        return [row], warnings
-    predicted_labels = read_segmentation(pair.prediction_path).image
-    if row.get("resampled"):
-        grid, extended = scoring_grid(truth_labels, predicted_labels)
-        truth_labels = _on_grid(truth_labels, grid) if extended else truth_labels
-        predicted_labels = _on_grid(predicted_labels, grid)
-        sides = bilateral_sides(sitk.GetArrayViewFromImage(truth_labels), truth_labels) or sides
-    truth_array = sitk.GetArrayViewFromImage(truth_labels)
-    predicted_array = sitk.GetArrayViewFromImage(predicted_labels)
-    rows, hip_warnings = [], []
-    for side, mask in sides:
-        hip_row = {key: row[key] for key in ("case", "fold", "truth_path", "prediction_path", "status")}
-        hip_row.update(hip=side, resampled=row.get("resampled"))
-        rows.append(
-            _measure(
-                hip_row,
-                np.where(mask, truth_array, 0),
-                np.where(mask, predicted_array, 0),
-                truth_labels.GetSpacing(),
-                hip_warnings,
-                f"{pair.case_id} ({side} hip)",
-            )
-        )
-    kept = [w for w in warnings if "grade (" not in w]  # the pooled grade warnings no longer apply
-    return rows, kept + hip_warnings
+    return truth_labels, predicted_labels, resampled, warnings
 
 
 def _measure(row: dict, truth_array, predicted_array, spacing_xyz_mm, warnings: list, name: str = "") -> dict:
