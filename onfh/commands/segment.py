@@ -340,34 +340,33 @@ def read_case_report(path: Path) -> dict | None:
     return content
 
 
-def folder_rows(outdir: Path, run_rows: dict[str, dict], cases: list[str]) -> list[dict]:
-    """``summary.csv`` rows that agree with the folder: this run's cases in input order (their
-    new row, or the row of the report kept by ``--skip-existing``), then every other case
-    whose report the folder holds from earlier runs, by name."""
-    rows = []
-    for case in cases:
-        if case in run_rows:
-            rows.append(run_rows[case])
-            continue
-        kept = read_case_report(outdir / f"{case}.json")
-        if kept is not None:
-            rows.append(_row_from_report(case, kept))
-    listed = set(cases)
-    for path in sorted(outdir.glob("*.json")):
+def earlier_rows(outdir: Path, to_run: set[str]) -> dict[str, dict]:
+    """Summary rows of the results ``outdir`` holds from earlier runs (read once per run),
+    by case, leaving out the cases this run segments again."""
+    rows = {}
+    for path in sorted(outdir.glob("*.json")) if outdir.is_dir() else []:
         case = path.name[: -len(".json")]
-        report = None if case in listed else read_case_report(path)
+        report = None if case in to_run else read_case_report(path)
         if report is not None:
-            rows.append(_row_from_report(case, report))
+            rows[case] = _row_from_report(case, report)
     return rows
 
 
-def update_summary(outdir: Path, run_rows: dict[str, dict], cases: list[str]) -> None:
-    """(Re)write ``summary.csv`` from the folder (``folder_rows``) once it holds any result.
+def folder_rows(run_rows: dict[str, dict], earlier: dict[str, dict], cases: list[str]) -> list[dict]:
+    """``summary.csv`` rows that agree with the folder: this run's cases in input order (their
+    new row, or the row of the result kept by ``--skip-existing``), then every other case
+    whose result the folder holds from earlier runs, by name."""
+    rows = [run_rows.get(case) or earlier[case] for case in cases if case in run_rows or case in earlier]
+    listed = set(cases)
+    return rows + [row for case, row in sorted(earlier.items()) if case not in listed]
+
+
+def update_summary(outdir: Path, rows: list[dict]) -> None:
+    """(Re)write ``summary.csv`` with ``rows`` once the folder holds any result.
 
     A run whose every case failed leaves a folder without results as it found it: the
     errors were on stderr, and a summary of nothing would be an output of nothing.
     """
-    rows = folder_rows(outdir, run_rows, cases) if outdir.is_dir() else list(run_rows.values())
     if any(row["status"] != "failed" for row in rows) or (outdir / "summary.csv").exists():
         write_summary(outdir / "summary.csv", rows)
 
@@ -454,6 +453,7 @@ def run(args: argparse.Namespace) -> int:
     skipped = len(cases) - len(to_run)
     if skipped:
         progress.message(f"{skipped} case(s) already segmented in {outdir}: kept (--skip-existing)")
+    earlier = earlier_rows(outdir, to_run)
     rows: dict[str, dict] = {}
     failures = 0
     if to_run:
@@ -501,9 +501,9 @@ def run(args: argparse.Namespace) -> int:
                 progress.clear()
                 print(_format_result(case, case_json), flush=True)
         progress.index += 1
-        update_summary(outdir, rows, cases)
+        update_summary(outdir, folder_rows(rows, earlier, cases))
     if not to_run:
-        update_summary(outdir, rows, cases)
+        update_summary(outdir, folder_rows(rows, earlier, cases))
     progress.index, progress.case = len(to_run), ""
     if args.progress == "json":
         progress.update("finished", 1.0, failed=failures, summary=str(outdir / "summary.csv"))
