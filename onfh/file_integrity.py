@@ -98,8 +98,10 @@ class NiftiScan:
 
 
 def _blocks(path: Path) -> Iterator[bytes]:
-    """The decoded bytes of ``path`` (gunzipped if ``.gz``) in blocks; damage raises ``OnfhError``."""
-    if not path.name.lower().endswith(".gz"):
+    """The decoded bytes of ``path`` (gunzipped if gzip data) in blocks; damage raises ``OnfhError``."""
+    with open(path, "rb") as stream:
+        compressed = stream.read(2) == b"\x1f\x8b"  # gzip's magic: a ".nii.gz" may be plain
+    if not compressed:
         with open(path, "rb") as stream:
             yield from iter(lambda: stream.read(_CHUNK), b"")
         return
