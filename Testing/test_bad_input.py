@@ -68,6 +68,14 @@ def test_every_reader_refuses_a_truncated_image(tmp_path, suffix):
         read_image(path)
 
 
+def test_intact_files_are_not_refused_even_when_oddly_named(tmp_path):
+    plain = noise_image(tmp_path / "hip.nii")  # NIfTI without .gz is never compressed
+    misnamed = tmp_path / "plain_inside.nii.gz"
+    misnamed.write_bytes(plain.read_bytes())  # not gzip-compressed despite its name
+    for path in (plain, misnamed, noise_image(tmp_path / "hip.nii.gz")):
+        assert read_image(path).GetSize() == (40, 40, 40)
+
+
 def test_a_dicom_series_with_a_truncated_slice_is_refused(tmp_path):
     from model_fixtures import DIRECTIONS, phantom
     from test_segment_cli import write_dicom_series
