@@ -320,12 +320,11 @@ def test_a_case_that_fails_while_writing_leaves_no_partial_files(tiny_model_dir,
     out = tmp_path / "out"
     (out / "hip.json").mkdir(parents=True)  # the report cannot be written: a folder has its name
     argv = ["segment", str(input_path), "-o", str(out), "--model", str(tiny_model_dir), "--label-map"]
+    argv.append("--force")  # the folder counts as an earlier result
     assert main(argv) == 1
     assert "onfh: error:" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["hip.json", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["hip.json"]  # no results: no summary either
     assert not any(out.glob(".*partial*"))
-    rows = list(csv.DictReader((out / "summary.csv").open()))
-    assert rows[0]["status"] == "failed"
 
 
 @pytest.mark.slow

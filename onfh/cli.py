@@ -38,22 +38,48 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code.
 
-    ``OnfhError`` (bad input the user can fix) becomes one line on stderr and exit 2;
-    Ctrl-C exits 130 without a traceback.
+    ``OnfhError`` (bad input the user can fix) and ``OSError`` (a file system that refuses)
+    become one line on stderr and exit 2; Ctrl-C exits 130 without a traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    quiet_itk()
     try:
         return int(args.func(args) or 0)
     except OnfhError as error:
-        print(f"onfh: error: {error}", file=sys.stderr)
+        print(f"onfh: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("onfh: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:
+        # The disk or the file system refused (permission, full disk, read-only): the user's
+        # to fix, so one line naming the file, as for any bad input.
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"onfh: error: {where}{one_line(error.strerror or str(error))}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("onfh: error: out of memory; close other programs or use a smaller image", file=sys.stderr)
+        return 2
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and runs of spaces folded: errors are one line."""
+    return " ".join(text.split())
+
+
+def quiet_itk() -> None:
+    """Keep ITK's warnings (e.g. GDCM scanning a folder of NIfTI files) off the console.
+
+    Only the command line does this: inside Slicer the same engine must not change the
+    application's global ITK settings. Problems reach the user as ``OnfhError`` lines.
+    """
+    import SimpleITK as sitk
+
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)
 
 
 if __name__ == "__main__":

@@ -113,8 +113,13 @@ def add_case(
     return files
 
 
-def write_dataset_json(root: str | os.PathLike, description: str = "", extra: dict | None = None) -> Path:
+def write_dataset_json(
+    root: str | os.PathLike, description: str = "", extra: dict | None = None, name: str | None = None
+) -> Path:
     """(Re)write ``dataset.json`` from the cases on disk, keeping an existing description.
+
+    ``name`` defaults to the existing name, else the folder's; a dataset written in a
+    staging folder passes its final folder's name, so the temporary name never leaks.
 
     Holds both the nnU-Net v2 keys (``channel_names``, ``labels``, ``numTraining``,
     ``file_ending``) and a MONAI-style ``training`` list of relative paths.
@@ -124,7 +129,7 @@ def write_dataset_json(root: str | os.PathLike, description: str = "", extra: di
     previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     cases = list_cases(root)
     content = {
-        "name": previous.get("name", root.name),
+        "name": name or previous.get("name", root.name),
         "description": description or previous.get("description", ""),
         "channel_names": CHANNEL_NAMES,
         "labels": LABEL_NAMES,

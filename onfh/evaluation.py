@@ -254,14 +254,50 @@ def evaluate_case(pair: CasePair) -> tuple[dict, list[str]]:
 
     A prediction on another grid is resampled (nearest neighbour) onto the truth grid,
     grown if needed so no predicted voxel is dropped (``scoring_grid``), with a warning;
-    every metric is then measured with the truth's voxel spacing.
+    every metric is then measured with the truth's voxel spacing. Both hips of a
+    bilateral truth are pooled here; ``evaluate_case_per_hip`` separates them.
     """
-    from onfh.grading import grade_label_map
-    from onfh.segfile import read_segmentation, same_grid
+    rows, warnings = _evaluate(pair, per_hip=False)
+    return rows[0], warnings
+
+
+def evaluate_case_per_hip(pair: CasePair) -> tuple[list[dict], list[str]]:
+    """``evaluate_case``, split into one row per hip when the truth shows both (``hip`` column).
+
+    The split and the pairing of predicted with true heads are ``onfh.bilateral``'s: every
+    voxel belongs to the hip on its side of the plane midway between the two true head centres.
+    """
+    return _evaluate(pair, per_hip=True)
+
+
+def _evaluate(pair: CasePair, per_hip: bool) -> tuple[list[dict], list[str]]:
+    from onfh.bilateral import bilateral_sides
 
     row: dict = {"case": pair.case_id, "fold": pair.fold, "truth_path": str(pair.truth_path)}
     if pair.prediction_path is None:
-        return {**row, "prediction_path": "", "status": MISSING}, [f"{pair.case_id}: no prediction found"]
+        return [{**row, "prediction_path": "", "status": MISSING}], [f"{pair.case_id}: no prediction found"]
+    truth_labels, predicted_labels, resampled, warnings = _labels_on_one_grid(pair)
+    truth_array = sitk.GetArrayViewFromImage(truth_labels)
+    predicted_array = sitk.GetArrayViewFromImage(predicted_labels)
+    row.update(prediction_path=str(pair.prediction_path), status="ok", resampled=resampled)
+    spacing_xyz_mm = truth_labels.GetSpacing()
+    sides = bilateral_sides(truth_array, truth_labels) if per_hip else None
+    if sides is None:
+        return [_measure(row, truth_array, predicted_array, spacing_xyz_mm, warnings)], warnings
+    rows = []
+    for side, mask in sides:
+        hip_row = {**row, "hip": side}
+        name = f"{pair.case_id} ({side} hip)"
+        truth_side, predicted_side = np.where(mask, truth_array, 0), np.where(mask, predicted_array, 0)
+        rows.append(_measure(hip_row, truth_side, predicted_side, spacing_xyz_mm, warnings, name))
+    return rows, warnings
+
+
+def _labels_on_one_grid(pair: CasePair) -> tuple[sitk.Image, sitk.Image, bool, list[str]]:
+    """Truth and prediction label images on one grid, whether the prediction was resampled,
+    and the warnings that says."""
+    from onfh.segfile import read_segmentation, same_grid
+
     truth_labels = read_segmentation(pair.truth_path).image
     predicted_labels = read_segmentation(pair.prediction_path).image
     warnings = []
@@ -281,15 +317,18 @@ def evaluate_case(pair: CasePair) -> tuple[dict, list[str]]:
                 f"{pair.prediction_path}: its segmentation lies outside the truth image; "
                 "check that both files belong to the same MRI"
             )
-    spacing_xyz_mm = truth_labels.GetSpacing()
-    spacing_zyx_mm = spacing_xyz_mm[::-1]  # arrays are (z, y, x)
-    truth_array = sitk.GetArrayViewFromImage(truth_labels)
-    predicted_array = sitk.GetArrayViewFromImage(predicted_labels)
-    row.update(prediction_path=str(pair.prediction_path), status="ok", resampled=resampled)
+    return truth_labels, predicted_labels, resampled, warnings
+
+
+def _measure(row: dict, truth_array, predicted_array, spacing_xyz_mm, warnings: list, name: str = "") -> dict:
+    """Fill ``row`` with the overlap metrics, volumes, ratios and grades of one label pair."""
+    from onfh.grading import grade_label_map
+
+    spacing_zyx_mm = tuple(spacing_xyz_mm)[::-1]  # arrays are (z, y, x)
     for structure, values in (("femoral_head", (1, 2)), ("necrosis", (2,))):
         predicted_mask, true_mask = np.isin(predicted_array, values), np.isin(truth_array, values)
         measured = overlap_metrics(predicted_mask, true_mask, spacing_zyx_mm).to_dict()
-        row.update({f"{structure}_{name}": value for name, value in measured.items()})
+        row.update({f"{structure}_{key}": value for key, value in measured.items()})
     for side, labels in (("true", truth_array), ("pred", predicted_array)):
         result = grade_label_map(labels, spacing_xyz_mm)
         row[f"{side}_head_volume_ml"] = result.head_volume_ml
@@ -297,19 +336,27 @@ def evaluate_case(pair: CasePair) -> tuple[dict, list[str]]:
         row[f"{side}_ratio"] = result.ratio
         row[f"{side}_grade"] = result.grade
         if result.grade is None:
-            warnings.append(f"{pair.case_id}: no {side} grade ({result.reason})")
+            warnings.append(f"{name or row['case']}: no {side} grade ({result.reason})")
     graded = row["true_grade"] is not None
     row["grade_match"] = (row["true_grade"] == row["pred_grade"]) if graded else None
-    return row, warnings
+    return row
 
 
 def evaluate_pairs(pairs: Sequence[CasePair]) -> tuple[list[dict], list[str]]:
-    """Rows and warnings of every pair, in order."""
+    """Rows (one per hip of a bilateral truth) and warnings of every pair, in order.
+
+    When any truth is bilateral, the first warning says how its hips were paired.
+    """
+    from onfh.bilateral import PAIRING
+
     rows, warnings = [], []
     for pair in pairs:
-        row, case_warnings = evaluate_case(pair)
-        rows.append(row)
+        case_rows, case_warnings = evaluate_case_per_hip(pair)
+        rows.extend(case_rows)
         warnings.extend(case_warnings)
+    bilateral = sorted({row["case"] for row in rows if row.get("hip")})
+    if bilateral:
+        warnings.insert(0, f"{len(bilateral)} case(s) with both hips: {PAIRING}")
     return rows, warnings
 
 

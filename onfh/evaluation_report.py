@@ -227,7 +227,7 @@ def markdown_text(report: dict) -> str:
 
 
 CSV_COLUMNS = (
-    "case", "fold", "status",
+    "case", "hip", "fold", "status",
     *(f"{s}_{m}" for s in STRUCTURES for m in METRICS),
     "true_head_volume_ml", "pred_head_volume_ml", "true_necrosis_volume_ml", "pred_necrosis_volume_ml",
     "true_ratio", "pred_ratio", "true_grade", "pred_grade", "grade_match", "resampled",

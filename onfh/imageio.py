@@ -15,6 +15,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from onfh.errors import OnfhError
+from onfh.file_integrity import captured_native_stderr, require_intact_nifti, sounds_truncated
+from onfh.geometry_limits import require_voxel_count
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -50,27 +52,99 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.I
         series_uid: which series to read when the folder holds several.
 
     Raises:
-        OnfhError: missing path, unreadable file, several series without a choice, or an
-            image that is not 3D and scalar.
+        OnfhError: missing path, unreadable, truncated or oversized file, several series
+            without a choice, or an image that is not 3D and scalar.
     """
     p = Path(path)
     if not p.exists():
         raise OnfhError(f"{p}: no such file or folder")
-    image = _read_dicom_series(p, series_uid) if p.is_dir() else _read_file(p)
+    image = _read_dicom_series(p, series_uid) if p.is_dir() else read_image_file(p)[0]
     return require_3d_scalar(image, p)
 
 
-def _read_file(path: Path) -> sitk.Image:
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown format"
-        raise OnfhError(f"{path}: not a readable image ({reason[:160]})") from None
+def read_image_file(path: str | os.PathLike) -> tuple[sitk.Image, dict[str, str]]:
+    """Read one image file, refusing damaged, truncated and oversized ones; image and metadata.
+
+    The order matters: the file's completeness is checked first (NIfTI readers do not),
+    then the header's size against ``MAX_VOXELS``, and only then are voxels allocated.
+    What the native reader prints goes into the error message, not onto the console.
+
+    Raises:
+        OnfhError: missing file, a folder, a damaged or truncated file, too many voxels.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise OnfhError(f"{p}: no such file")
+    if p.is_dir():
+        raise OnfhError(f"{p}: is a folder; expected an image file")
+    if image_suffix(p) in (".nii", ".nii.gz"):
+        require_intact_nifti(p)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    failure: RuntimeError | None = None
+    with captured_native_stderr() as console:
+        try:
+            reader.ReadImageInformation()
+            require_voxel_count(reader.GetSize(), reader.GetNumberOfComponents(), p)
+            image = reader.Execute()
+        except RuntimeError as error:
+            failure = error
+    if failure is not None:
+        raise OnfhError(f"{p}: {_read_failure_text(str(failure), console.text)}")
+    return image, {key: reader.GetMetaData(key) for key in reader.GetMetaDataKeys()}
+
+
+def _read_failure_text(error: str, console: str) -> str:
+    """One line for a failed read: truncation in plain words, else the reader's last line."""
+    if sounds_truncated(console) or sounds_truncated(error):
+        return "file is truncated or damaged (its data end before the size its header gives); copy it again"
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    reason = lines[-1] if lines else "unknown format"
+    return f"not a readable image ({reason[:160]})"
+
+
+def image_files_in(folder: str | os.PathLike) -> list[Path]:
+    """NIfTI/NRRD/MHA files directly in ``folder`` (hidden and partial files skipped), sorted."""
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and image_suffix(p) and not p.name.startswith(".") and not p.name.endswith(".seg.nrrd")
+    )
+
+
+def dicom_series_ids(folder: str | os.PathLike) -> list[str]:
+    """The DICOM series UIDs GDCM finds in ``folder`` (its warnings kept off the console)."""
+    with captured_native_stderr():
+        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ())
+
+
+def expand_input_folders(inputs: list[str]) -> list[str]:
+    """Inputs with each folder that holds image files but no DICOM series replaced by those files.
+
+    ``onfh segment scans/`` on a folder of NIfTI files then segments each of them; a
+    folder of DICOM slices stays one input (one series, one case).
+    """
+    expanded: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        files = image_files_in(path) if path.is_dir() else []
+        if files and not dicom_series_ids(path):
+            expanded.extend(str(f) for f in files)
+        else:
+            expanded.append(item)
+    return expanded
 
 
 def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
-    series = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ())
+    series = dicom_series_ids(folder)
     if not series:
+        files = image_files_in(folder)
+        if files:
+            shown = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
+            raise OnfhError(
+                f"{folder}: folder holds no DICOM series but {len(files)} image file(s) ({shown}); "
+                "give the files themselves"
+            )
         raise OnfhError(f"{folder}: folder holds no DICOM series")
     if series_uid is None:
         if len(series) > 1:
@@ -79,12 +153,52 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
         series_uid = series[0]
     elif series_uid not in series:
         raise OnfhError(f"{folder}: no DICOM series {series_uid} (found: {', '.join(series)})")
+    with captured_native_stderr():
+        names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid)
+    first, _ = read_image_file(names[0])
+    require_voxel_count((*first.GetSize()[:2], len(names)), first.GetNumberOfComponentsPerPixel(), folder)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
-    try:
-        return reader.Execute()
-    except RuntimeError as error:
-        raise OnfhError(f"{folder}: DICOM series {series_uid} could not be read ({error})") from None
+    reader.SetFileNames(names)
+    reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the gap check
+    failure: RuntimeError | None = None
+    with captured_native_stderr() as console:
+        try:
+            image = reader.Execute()
+        except RuntimeError as error:
+            failure = error
+    if failure is not None:
+        reason = _read_failure_text(str(failure), console.text)
+        raise OnfhError(f"{folder}: DICOM series {series_uid} could not be read: {reason}")
+    gap = largest_slice_gap(reader, image)
+    if gap is not None:
+        # GDCM leaves out files it cannot parse (a truncated copy, for one): the volume would
+        # be stretched over the gap silently.
+        raise OnfhError(
+            f"{folder}: DICOM series {series_uid} has missing slices (a {gap[0]:.2f} mm gap where "
+            f"slices lie {gap[1]:.2f} mm apart; {len(names)} files readable); "
+            "check that every file was copied completely"
+        )
+    return image
+
+
+def largest_slice_gap(reader: sitk.ImageSeriesReader, image: sitk.Image) -> tuple[float, float] | None:
+    """``(largest, usual)`` distance between neighbouring slices when the largest is 1.5 times
+    the usual one (a slice is missing), else ``None``; from each slice's ImagePositionPatient."""
+    normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
+    depths = []
+    for index in range(image.GetDepth()):
+        if not reader.HasMetaDataKey(index, "0020|0032"):
+            return None
+        try:
+            position = [float(v) for v in reader.GetMetaData(index, "0020|0032").split("\\")]
+        except ValueError:
+            return None
+        depths.append(float(np.dot(position, normal)))
+    steps = np.diff(np.sort(depths))
+    if steps.size < 2:
+        return None
+    usual = float(np.median(steps))
+    return (float(steps.max()), usual) if usual > 0 and steps.max() > 1.5 * usual else None
 
 
 def require_3d_scalar(image: sitk.Image, path: str | os.PathLike) -> sitk.Image:
@@ -105,9 +219,16 @@ def require_3d_scalar(image: sitk.Image, path: str | os.PathLike) -> sitk.Image:
 
 
 def require_usable_intensities(array: np.ndarray, path: str | os.PathLike) -> None:
-    """Refuse images no model can segment: NaN/Inf voxels, all zero or constant."""
-    if not np.isfinite(array).all():
-        raise OnfhError(f"{path}: image contains NaN or infinite values")
+    """Refuse images no model can segment: NaN/Inf voxels, all zero or constant.
+
+    An image that is NaN throughout is named as such (it is not "constant").
+    """
+    finite = np.isfinite(array)
+    if array.size and not finite.any():
+        raise OnfhError(f"{path}: image holds no numbers (every voxel is NaN or infinite)")
+    if not finite.all():
+        bad = int(array.size - np.count_nonzero(finite))
+        raise OnfhError(f"{path}: image contains NaN or infinite values ({bad:,} voxels)")
     if array.size == 0 or float(array.max()) == float(array.min()):
         raise OnfhError(f"{path}: image is constant (value {float(array.flat[0]) if array.size else 'n/a'})")
 

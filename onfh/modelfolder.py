@@ -28,6 +28,33 @@ FORMAT_VERSION = 1
 MODEL_DIR_ENV = "ONFH_MODEL_DIR"
 
 _REQUIRED_KEYS = ("format", "id", "labels", "intensity", "localiser", "segmenter", "sha256")
+# Every key model.json may hold, per section. A key outside these is refused, so a typo
+# ("patchsize") is an error rather than a silently used default. ``training`` is
+# provenance (free form); network sections are checked by ``network_kwargs``.
+KNOWN_KEYS: dict[str | None, frozenset[str]] = {
+    None: frozenset({*_REQUIRED_KEYS, "version", "created", "description", "training", "onnx"}),
+    "intensity": frozenset({"method", "lower_percentile", "upper_percentile", "foreground_threshold"}),
+    "localiser": frozenset(
+        {"network", "spacing_mm", "input_size", "min_field_of_view_mm", "min_head_volume_mm3", "max_heads"}
+    ),
+    "segmenter": frozenset({"network", "spacing_mm", "patch_size", "crop_margin_mm"}),
+}
+
+
+def unknown_keys_problem(config: dict[str, Any]) -> str | None:
+    """The first key of ``config`` (top level or a known section) that no part of onfh reads."""
+    import difflib
+
+    for section, known in KNOWN_KEYS.items():
+        content = config if section is None else config.get(section)
+        if not isinstance(content, dict):
+            continue
+        for key in sorted(set(content) - known):
+            where = f"{section}.{key}" if section else key
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+            return f"unknown key {where!r}{hint}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,9 @@ def validate_config(config: Any, where: str = MODEL_JSON, require_sha256: bool =
     missing = [k for k in keys if k not in config]
     if missing:
         raise OnfhError(f"{where}: missing keys {missing}")
+    unknown = unknown_keys_problem(config)
+    if unknown:
+        raise OnfhError(f"{where}: {unknown}")
     if config["format"] != FORMAT_VERSION:
         raise OnfhError(
             f"{where}: unsupported format {config['format']!r} (this onfh reads {FORMAT_VERSION})"

@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from onfh.errors import OnfhError
-from onfh.imageio import require_3d_scalar, write_image_atomic
+from onfh.imageio import read_image_file, require_3d_scalar, write_image_atomic
 from onfh.labels import NECROSIS, SEGMENTS, classify_segment
 
 
@@ -80,20 +80,39 @@ def read_segmentation(path: str | os.PathLike, reference: sitk.Image | None = No
             values other than 0, 1, 2 in a label file.
     """
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise OnfhError(f"{p}: is a folder; expected a .seg.nrrd or label file")
+    if not p.exists():
         raise OnfhError(f"{p}: no such file")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(p))
-    try:
-        image = reader.Execute()
-    except RuntimeError:
-        raise OnfhError(f"{p}: not a readable segmentation or label image") from None
-    metadata = {key: reader.GetMetaData(key) for key in reader.GetMetaDataKeys()}
+    image, metadata = read_image_file(p)
     segments = _segment_fields(metadata)
     result = _from_slicer_segments(p, image, segments) if segments else _from_label_map(p, image)
     if reference is not None and not same_grid(result.image, reference):
+        require_overlap(result.image, reference, p)
+        had_head = bool(result.head_mask.any())
         result = _resampled(result, reference)
+        if had_head and not result.head_mask.any():
+            raise OnfhError(
+                f"{p}: its femoral head lies outside the reference image's grid; "
+                "check that both files belong to the same MRI"
+            )
     return result
+
+
+def require_overlap(image: sitk.Image, reference: sitk.Image, path: str | os.PathLike) -> None:
+    """Refuse a segmentation whose grid and the reference image's grid share no space.
+
+    Resampling one onto the other would give an empty head and a confident "no grade".
+    """
+    from onfh.preprocessing import physical_bounds
+
+    low_a, high_a = physical_bounds(image)
+    low_b, high_b = physical_bounds(reference)
+    if np.any(np.minimum(high_a, high_b) <= np.maximum(low_a, low_b)):
+        raise OnfhError(
+            f"{path}: the segmentation and the reference image do not overlap in space "
+            "(different scans or coordinate systems?)"
+        )
 
 
 def _layers(path: Path, image: sitk.Image) -> tuple[np.ndarray, sitk.Image]:
@@ -138,6 +157,9 @@ def _from_slicer_segments(path: Path, image: sitk.Image, segments: list[dict[str
 def _from_label_map(path: Path, image: sitk.Image) -> Segmentation:
     image = require_3d_scalar(image, path)
     array = sitk.GetArrayFromImage(image)
+    if not np.isfinite(array).all():  # float label maps: NaN is no label, and compares unequal
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise OnfhError(f"{path}: label values must be 0, 1, 2; found NaN or infinite ({bad:,} voxels)")
     values = np.unique(array)
     unexpected = [v for v in values.tolist() if v not in (0, 1, 2)]
     if unexpected:

@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o", "--output", default="onfh_demo", metavar="DIR", help="output folder (default: %(default)s)"
     )
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help="phantom seed (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="replace the outputs of an earlier demo in DIR")
     add_model_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -58,6 +59,12 @@ def comparison_table(report: dict, truth: dict, head_dice: float, necrosis_dice:
     return "\n".join(lines)
 
 
+def demo_outputs(outdir: Path) -> list[Path]:
+    """The files ``onfh demo`` writes into ``outdir``."""
+    names = ("{}.nii.gz", "{}_truth.nii.gz", "{}.seg.nrrd", "{}.json", "{}_preview.png")
+    return [outdir / name.format(DEMO_CASE) for name in names]
+
+
 def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
@@ -65,12 +72,15 @@ def run(args: argparse.Namespace) -> int:
     from onfh.errors import OnfhError
     from onfh.imageio import write_image_atomic, write_text_atomic
     from onfh.metrics import dice
+    from onfh.output_folder import require_writable_folder
     from onfh.preview import write_preview
     from onfh.synthetic import generate_case
 
     outdir = Path(args.output)
-    if outdir.exists() and not outdir.is_dir():
-        raise OnfhError(f"{outdir}: output exists and is not a folder")
+    require_writable_folder(outdir)
+    earlier = [path for path in demo_outputs(outdir) if path.exists()]
+    if earlier and not args.force:
+        raise OnfhError(f"{outdir}: holds an earlier demo ({earlier[0].name}); add --force to replace it")
     segmenter, folder, device_text = load_segmenter(args.model, args.device)
     print(f"Synthesising a hip MRI (seed {args.seed}) ...", flush=True)
     case = generate_case(args.seed)
@@ -107,13 +117,7 @@ def run(args: argparse.Namespace) -> int:
     match = report["steinberg_grade"] == truth["grade"]
     print(f"Grade {'matches' if match else 'DOES NOT match'} the synthetic truth.")
     print(f"Segmented in {report['timings_s']['total_s']:.1f} s. Outputs in {outdir}:")
-    for path in (
-        image_path,
-        truth_path,
-        outdir / f"{DEMO_CASE}.seg.nrrd",
-        outdir / f"{DEMO_CASE}.json",
-        preview_path,
-    ):
+    for path in demo_outputs(outdir):
         print(f"  {path.name}")
     summary = {"grade_matches_truth": match, "dice": {"femoral_head": head_dice, "necrosis": necrosis_dice}}
     write_text_atomic(outdir / f"{DEMO_CASE}.json", json.dumps({**report, **summary}, indent=2) + "\n")

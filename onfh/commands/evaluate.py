@@ -62,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from onfh import case_table, evaluation, evaluation_report
+    from onfh.output_folder import require_writable_folder
 
     if args.pred is not None:
         if args.truth is None:
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     existing = evaluation_report.existing_report_files(output)
     if existing and not args.force:
         raise OnfhError(f"{output}: holds an earlier report ({existing[0].name}); use --force or another -o")
+    require_writable_folder(output)
 
     table_path, table = _case_table(args, dataset_folders)
     rows, warnings = evaluation.evaluate_pairs(pairs)

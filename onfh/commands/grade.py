@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "grade",
         help="grade an existing segmentation (.seg.nrrd or label file)",
-        description="Volumes, necrotic ratio and Steinberg extent grade (A < 15 %% <= B <= 30 %% < C) "
+        description="Volumes, necrotic ratio and Steinberg extent grade (A < 15 % <= B <= 30 % < C) "
         "of a Slicer .seg.nrrd (segments found by terminology, else by name) or a label file "
         "(0 background, 1 femoral head, 2 necrosis).",
     )

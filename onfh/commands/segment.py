@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from onfh.errors import OnfhError
 
 SUMMARY_COLUMNS = (
@@ -52,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="segment the femoral head and necrosis of 3D hip MRIs",
         description="Segment the femoral head and necrotic lesion of each INPUT (NIfTI, NRRD, MHA "
         "file or DICOM series folder) and grade it (Steinberg A/B/C). Writes <case>.seg.nrrd, "
-        "<case>.json and OUTDIR/summary.csv.",
+        "<case>.json and OUTDIR/summary.csv. A folder of NIfTI/NRRD/MHA files stands for those files. "
+        "Results already in OUTDIR are never replaced silently: use --skip-existing or --force.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
@@ -66,6 +69,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label-map", action="store_true", help="also write <case>_label.nii.gz")
     parser.add_argument(
         "--series", metavar="UID", help="DICOM series to read from input folders that hold several"
+    )
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep the results of cases OUTDIR already holds and segment only the others",
+    )
+    existing.add_argument(
+        "--force", action="store_true", help="replace the results of cases OUTDIR already holds"
     )
     parser.set_defaults(func=run)
 
@@ -123,7 +135,11 @@ def load_segmenter(model_dir: str | None, device_name: str):
 
 
 def read_input(path: str | Path, series_uid: str | None = None):
-    """Read an input MRI as float32 and refuse unusable intensities (NaN/Inf, constant).
+    """Read an input MRI as float32; refuse geometry outside the limits and unusable intensities.
+
+    The reader has already refused damaged files and more voxels than ``MAX_VOXELS``;
+    voxel size and field of view (``onfh.geometry_limits``) are checked here, before
+    any grid is built from them.
 
     Args:
         path: image file or DICOM series folder.
@@ -131,9 +147,11 @@ def read_input(path: str | Path, series_uid: str | None = None):
     """
     import SimpleITK as sitk
 
+    from onfh.geometry_limits import require_segmentable_geometry
     from onfh.imageio import read_image, require_usable_intensities
 
     image = read_image(path, series_uid=series_uid if Path(path).is_dir() else None)
+    require_segmentable_geometry(image.GetSize(), image.GetSpacing(), path)
     if image.GetPixelID() != sitk.sitkFloat32:
         image = sitk.Cast(image, sitk.sitkFloat32)
     require_usable_intensities(sitk.GetArrayViewFromImage(image), path)
@@ -223,7 +241,7 @@ def segment_case(
             **({"hips": hips} if hips else {}),
             **(extra or {}),
         )
-        flag_low_confidence(case_json, result.quality)
+        flag_low_confidence(case_json, whole_result_quality(result, image.GetSpacing()))
         write_text_atomic(paths["report"], json.dumps(case_json, indent=2) + "\n")
     except BaseException:
         for path in written:
@@ -231,6 +249,17 @@ def segment_case(
         raise
     report("done", 1.0)
     return case_json
+
+
+def whole_result_quality(result, spacing_mm) -> dict[str, Any]:
+    """The heads' sphere checks plus the checks across heads (a one-hip scan seen as two)."""
+    from onfh.plausibility import head_pair_problems, with_problems
+
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    problems = head_pair_problems(
+        [head.centre_mm for head in result.heads], [head.head_voxels * voxel_ml for head in result.heads]
+    )
+    return with_problems(result.quality, problems)
 
 
 def hip_reports(heads: list, spacing_mm) -> list[dict[str, Any]] | None:
@@ -300,6 +329,63 @@ def write_summary(path: Path, rows: list[dict]) -> None:
     write_text_atomic(path, buffer.getvalue())
 
 
+def read_case_report(path: Path) -> dict | None:
+    """A ``<case>.json`` that ``onfh segment`` wrote, or ``None`` (absent, damaged, or another file)."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(content, dict) or not {"outputs", "femoral_head_volume_ml", "input"} <= set(content):
+        return None
+    return content
+
+
+def earlier_rows(outdir: Path, to_run: set[str]) -> dict[str, dict]:
+    """Summary rows of the results ``outdir`` holds from earlier runs (read once per run),
+    by case, leaving out the cases this run segments again."""
+    rows = {}
+    for path in sorted(outdir.glob("*.json")) if outdir.is_dir() else []:
+        case = path.name[: -len(".json")]
+        report = None if case in to_run else read_case_report(path)
+        if report is not None:
+            rows[case] = _row_from_report(case, report)
+    return rows
+
+
+def folder_rows(run_rows: dict[str, dict], earlier: dict[str, dict], cases: list[str]) -> list[dict]:
+    """``summary.csv`` rows that agree with the folder: this run's cases in input order (their
+    new row, or the row of the result kept by ``--skip-existing``), then every other case
+    whose result the folder holds from earlier runs, by name."""
+    rows = [run_rows.get(case) or earlier[case] for case in cases if case in run_rows or case in earlier]
+    listed = set(cases)
+    return rows + [row for case, row in sorted(earlier.items()) if case not in listed]
+
+
+def update_summary(outdir: Path, rows: list[dict]) -> None:
+    """(Re)write ``summary.csv`` with ``rows`` once the folder holds any result.
+
+    A run whose every case failed leaves a folder without results as it found it: the
+    errors were on stderr, and a summary of nothing would be an output of nothing.
+    """
+    if any(row["status"] != "failed" for row in rows) or (outdir / "summary.csv").exists():
+        write_summary(outdir / "summary.csv", rows)
+
+
+def _row_from_report(case: str, report: dict) -> dict:
+    seconds = float((report.get("timings_s") or {}).get("total_s") or 0.0)
+    return _summary_row(case, str(report["input"].get("path", "")), report, seconds)
+
+
+def existing_results(outdir: Path, cases: list[str]) -> dict[str, list[Path]]:
+    """The output files of each case that ``outdir`` already holds (cases without any left out)."""
+    found = {}
+    for case in cases:
+        present = [path for path in output_paths(outdir, case, True).values() if path.exists()]
+        if present:
+            found[case] = present
+    return found
+
+
 def _check_cases(inputs: list[str], outdir: Path, label_map: bool) -> list[str]:
     """Case names for the inputs; refuse duplicates and outputs that would replace an input."""
     from onfh.imageio import case_name
@@ -336,21 +422,53 @@ def _format_result(case: str, case_json: dict) -> str:
     )
 
 
+def _cases_to_run(args: argparse.Namespace, outdir: Path, cases: list[str]) -> set[str]:
+    """Cases this run segments: all, or those without results with ``--skip-existing``.
+
+    Raises:
+        OnfhError: results exist and neither ``--skip-existing`` nor ``--force`` says what to do.
+    """
+    existing = existing_results(outdir, cases)
+    if existing and not (args.force or args.skip_existing):
+        files = next(iter(existing.values()))
+        raise OnfhError(
+            f"{outdir}: already holds results of {len(existing)} of these case(s) (e.g. {files[0].name}); "
+            "add --skip-existing to keep them or --force to replace them"
+        )
+    if args.skip_existing:
+        return {c for c in cases if c not in existing or read_case_report(outdir / f"{c}.json") is None}
+    return set(cases)
+
+
 def run(args: argparse.Namespace) -> int:
+    from onfh.imageio import expand_input_folders
+    from onfh.output_folder import require_writable_folder
+
     outdir = Path(args.output)
-    if outdir.exists() and not outdir.is_dir():
-        raise OnfhError(f"{outdir}: output exists and is not a folder")
-    cases = _check_cases(list(args.inputs), outdir, args.label_map)
-    progress = Progress(args.progress, len(args.inputs))
-    progress.update("load_model", 0.0)
-    segmenter, folder, device_text = load_segmenter(args.model, args.device)
-    outdir.mkdir(parents=True, exist_ok=True)
-    progress.message(f"model {folder.id} ({folder.sha256[:12]}) on {device_text}")
-    rows: list[dict] = []
+    require_writable_folder(outdir)
+    inputs = expand_input_folders(list(args.inputs))
+    cases = _check_cases(inputs, outdir, args.label_map)
+    to_run = _cases_to_run(args, outdir, cases)
+    progress = Progress(args.progress, len(to_run))
+    skipped = len(cases) - len(to_run)
+    if skipped:
+        progress.message(f"{skipped} case(s) already segmented in {outdir}: kept (--skip-existing)")
+    earlier = earlier_rows(outdir, to_run)
+    rows: dict[str, dict] = {}
     failures = 0
-    for index, (input_path, case) in enumerate(zip(args.inputs, cases)):
-        progress.index, progress.case = index, case
+    if to_run:
+        progress.update("load_model", 0.0)
+        segmenter, folder, device_text = load_segmenter(args.model, args.device)
+        progress.message(f"model {folder.id} ({folder.sha256[:12]}) on {device_text}")
+    for input_path, case in zip(inputs, cases):
+        if case not in to_run:
+            continue
+        progress.case = case
         start = time.perf_counter()
+        if args.force:  # replacing starts by removing: a failed case leaves no stale result
+            for path in output_paths(outdir, case, True).values():
+                if path.is_file() or path.is_symlink():
+                    path.unlink()
         try:
             case_json = segment_case(
                 input_path,
@@ -370,23 +488,29 @@ def run(args: argparse.Namespace) -> int:
             text = " ".join(text.split())
             if not text.startswith(str(input_path)):
                 text = f"{input_path}: {text}"
-            rows.append(_summary_row(case, str(input_path), None, time.perf_counter() - start, text))
+            rows[case] = _summary_row(case, str(input_path), None, time.perf_counter() - start, text)
             progress.clear()
             print(f"onfh: error: {text}", file=sys.stderr, flush=True)
             if args.progress == "json":
                 progress.update("failed", 1.0, error=text)
         else:
-            rows.append(_summary_row(case, str(input_path), case_json, time.perf_counter() - start))
+            rows[case] = _summary_row(case, str(input_path), case_json, time.perf_counter() - start)
             if args.progress == "json":
                 progress.update("case_done", 1.0, report=case_json["outputs"]["report"])
             else:
                 progress.clear()
                 print(_format_result(case, case_json), flush=True)
-        write_summary(outdir / "summary.csv", rows)
-    progress.index, progress.case = len(cases), ""
+        progress.index += 1
+        update_summary(outdir, folder_rows(rows, earlier, cases))
+    if not to_run:
+        update_summary(outdir, folder_rows(rows, earlier, cases))
+    progress.index, progress.case = len(to_run), ""
     if args.progress == "json":
         progress.update("finished", 1.0, failed=failures, summary=str(outdir / "summary.csv"))
+    summary = outdir / "summary.csv"
     progress.message(
-        f"{len(cases) - failures} of {len(cases)} case(s) segmented; summary: {outdir / 'summary.csv'}"
+        f"{len(to_run) - failures} of {len(to_run)} case(s) segmented"
+        + (f", {skipped} kept" if skipped else "")
+        + (f"; summary: {summary}" if summary.is_file() else "")
     )
     return 1 if failures else 0

@@ -228,7 +228,10 @@ def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``onfh train``; returns the exit code."""
+    from onfh.output_folder import require_writable_folder
     from onfh.training.trainer import TrainingPlan, run_training
+
+    require_writable_folder(args.output)
 
     plan = TrainingPlan(
         dataset=args.dataset,

@@ -235,7 +235,7 @@ def write_cohort(
             "contrast": contrast,
             "cases_csv": CASES_CSV,
         }
-        write_dataset_json(staging, description=_description(seed), extra=extra)
+        write_dataset_json(staging, description=_description(seed), extra=extra, name=root.resolve().name)
         write_text_atomic(staging / CASES_CSV, _csv_text(rows))
         _publish(staging, root)
     except BaseException:

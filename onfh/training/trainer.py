@@ -134,7 +134,7 @@ def plan_runs(plan: TrainingPlan, case_ids: list[str], split: list[list[str]] | 
                     out_dir=model_dir / CROSSVAL_DIR / f"fold_{k}",
                     train_ids=training_cases(split, k),
                     val_ids=list(split[k]),
-                    title=f"fold {k + 1}/{len(split)} ",
+                    title=f"fold {k} (of 0-{len(split) - 1}) ",
                 )
             )
     if plan.fold is None or plan.fold == "all":
@@ -167,7 +167,7 @@ def _provenance(
     from onfh.devices import describe_device
 
     return {
-        "dataset": str(Path(plan.dataset).resolve()),
+        "dataset": Path(plan.dataset).resolve().name,  # its name: no path of the training machine
         "cases": list(run.train_ids),
         "validation_cases": list(run.val_ids),
         "fold": run.stream if run.is_fold else "all",
@@ -189,11 +189,22 @@ def _provenance(
 
 
 def _command_line() -> str | None:
-    """The ``onfh ...`` command that is running (``None`` when called from Python)."""
+    """The ``onfh ...`` command that is running (``None`` when called from Python).
+
+    Paths are reduced to their last part (``/home/me/data/synth48`` -> ``synth48``): a
+    shipped ``model.json`` must not carry the folders of the machine it was trained on.
+    """
     program = Path(sys.argv[0]).name if sys.argv else ""
     if program in ("onfh", "__main__.py"):
-        return shlex.join(["onfh", *sys.argv[1:]])
+        return shlex.join(["onfh", *(portable_argument(a) for a in sys.argv[1:])])
     return None
+
+
+def portable_argument(argument: str) -> str:
+    """A command-line argument without the folders of a path (options and values kept)."""
+    if argument.startswith("-") or ("/" not in argument and os.sep not in argument):
+        return argument
+    return Path(argument.rstrip("/" + os.sep)).name or argument
 
 
 def _write_predictions(model, config: dict[str, Any], run: ModelRun, cases_by_id, device) -> None:
