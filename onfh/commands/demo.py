@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise OnfhError(f"{outdir}: output exists and is not a folder")
-    segmenter, folder, device_text = load_segmenter(args.model, args.device)
+    segmenter, folder, device_text = load_segmenter(args.model, args.device, args.backend)
     print(f"Synthesising a hip MRI (seed {args.seed}) ...", flush=True)
     case = generate_case(args.seed)
     outdir.mkdir(parents=True, exist_ok=True)
