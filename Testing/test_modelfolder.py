@@ -46,7 +46,8 @@ def test_save_writes_weights_json_and_card_with_matching_sha256(saved):
     assert set(stored["onnx"]) >= {"localiser", "segmenter"} and stored["onnx"]["opset"] == 17
     for stage in ("localiser", "segmenter"):
         assert stored["onnx"][stage]["sha256"] == file_sha256(folder.path / f"{stage}.onnx")
-    for name in ("model.pt", "model.json", "EVALUATION.md", "localiser.onnx", "segmenter.onnx"):  # shared folders: readable by others
+    shared = ("model.pt", "model.json", "EVALUATION.md", "localiser.onnx", "segmenter.onnx")
+    for name in shared:  # shared folders: readable by others
         assert (folder.path / name).stat().st_mode & 0o777 == 0o644, name
     assert not list(folder.path.glob(".*partial*"))
     assert not [p for p in folder.path.iterdir() if "partial" in p.name]
