@@ -286,7 +286,8 @@ def save_model_folder(
         config: the ``model.json`` content; ``sha256`` is filled in, ``format`` defaults to 1.
         evaluation_md: the model card text, if any.
         onnx: also export ``localiser.onnx`` and ``segmenter.onnx`` (checked against torch),
-            which inference uses by default; ``False`` is for checkpoints mid-training.
+            which inference runs by default; ``False`` writes ``model.pt`` only (an
+            ``onfh export`` later adds them).
 
     Returns:
         The saved folder, re-read and validated.
