@@ -165,3 +165,14 @@ def test_no_model_installed_says_how_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setattr(modelfolder, "_model_search_roots", lambda: [tmp_path / "model_weights"])
     with pytest.raises(OnfhError, match=r"no segmentation model is installed.*--model"):
         default_model_dir()
+
+
+def test_without_the_onnx_package_training_output_keeps_model_pt_and_warns(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # unimportable, as in an install without it
+    config = tiny_config()
+    with pytest.warns(UserWarning, match="onfh export"):
+        folder = save_model_folder(tmp_path / "m", build_model(config), config)
+    assert folder.weights_path.is_file() and not folder.has_onnx
+    assert not (folder.path / "segmenter.onnx").exists()

@@ -14,8 +14,10 @@ from them, so one copy of the weights ships and none of it is a pickle.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -312,6 +314,14 @@ def save_model_folder(
     weights = folder / MODEL_WEIGHTS
     write_atomic(weights, lambda tmp: torch.save(state, tmp))
     content["sha256"] = file_sha256(weights)
+    if onnx and importlib.util.find_spec("onnx") is None:
+        # Hours of training must not be lost to a missing exporter dependency: keep model.pt.
+        warnings.warn(
+            f"{folder}: the 'onnx' package is missing, so no ONNX files were written; "
+            f"pip install onnx, then run 'onfh export {folder}'",
+            stacklevel=2,
+        )
+        onnx = False
     if onnx:
         from onfh.network import build_model
         from onfh.onnx_export import export_onnx
