@@ -97,6 +97,39 @@ def test_probabilities_are_interpolated_then_arg_maxed_on_the_input_grid():
     assert points.min() >= 3.0 and points.max() <= 6.0
 
 
+@pytest.mark.parametrize("name", ["axial", "oblique"])
+def test_mapping_back_only_near_foreground_equals_mapping_the_whole_crop(name):
+    """Skipping crop voxels with all foreground probabilities < 0.3 must not change one label."""
+    rng = np.random.default_rng(4)
+    reference = sitk.Image([60, 56, 40], sitk.sitkUInt8)
+    reference.SetSpacing((0.7, 0.8, 1.1))
+    reference.SetDirection(DIRECTIONS[name].ravel().tolist())
+    reference.SetOrigin((-20.0, -18.0, -15.0))
+    grid = axis_aligned_grid((1.0, 2.0, 3.0), (1.25, 1.25, 1.25), (24, 24, 24))
+    z, y, x = np.meshgrid(*[np.arange(24)] * 3, indexing="ij")
+    distance = np.sqrt((z - 10.0) ** 2 + (y - 14.5) ** 2 + (x - 14.0) ** 2)
+    head = 1.0 / (1.0 + np.exp(distance - 7.0)) + rng.uniform(0, 0.05, distance.shape)
+    lesion = 1.0 / (1.0 + np.exp(np.sqrt((z - 7.0) ** 2 + (y - 12.0) ** 2 + (x - 11.0) ** 2) - 4.0))
+    foreground = np.clip(head, 0.0, 0.999)
+    probabilities = np.stack([1.0 - foreground, foreground * (1.0 - lesion), foreground * lesion])
+    # An undecided block far from the head, every voxel a permutation of (0.34, 0.333, 0.327),
+    # tests the bound itself: there voxels are foreground with probabilities just above 1/3.
+    triplets = np.array([0.34, 0.333, 0.327])[np.argsort(rng.uniform(size=(3, 4, 4, 4)), axis=0)]
+    probabilities[:, 19:23, 1:5, 1:5] = triplets
+    probabilities = probabilities.astype(np.float32)
+    # Reference: every foreground channel resampled onto the whole reference grid, then arg-max.
+    channels = []
+    for channel in probabilities[1:]:
+        image = sitk.GetImageFromArray(channel)
+        image.CopyInformation(grid)
+        resampled = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        channels.append(sitk.GetArrayFromImage(resampled))
+    expected = np.argmax(np.stack([1.0 - np.sum(channels, axis=0), *channels]), axis=0)
+    label = probabilities_to_label(probabilities, grid, reference)
+    assert np.count_nonzero(expected == 2) > 100 and np.count_nonzero(expected == 1) > 1000
+    assert np.array_equal(label, expected)
+
+
 def test_keep_largest_head_removes_stray_necrosis_and_fragments():
     label = np.zeros((20, 20, 20), dtype=np.uint8)
     label[2:12, 2:12, 2:12] = 1

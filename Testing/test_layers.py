@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINE_THIRD_PARTY = {"numpy", "SimpleITK", "torch", "monai", "matplotlib", "onfh"}
+ENGINE_THIRD_PARTY = {"numpy", "SimpleITK", "torch", "monai", "onnx", "onnxruntime", "matplotlib", "onfh"}
+HEAVY = {"torch", "monai", "onnx"}
+"""Training-side libraries: imported at module level only by TORCH_SIDE files, else inside functions."""
+TORCH_SIDE = {"network.py", "runtime_torch.py", "onnx_export.py"}
 LAYER1_EXTRA = {"slicer", "vtk", "vtkmodules"}
 LAYER1_FORBIDDEN_ATTRIBUTES = {"util", "app", "mrmlScene", "modules", "ScriptedLoadableModule"}
 WEB_SHELL_EXTRA = {"trame", "trame_slicer", "trame_server", "trame_client"}
@@ -76,6 +79,18 @@ def test_engine_and_mrml_imports_follow_the_layer_table(path):
             ):
                 problems.append(f"line {node.lineno}: uses slicer.{node.attr} (application global)")
     assert not problems, f"{path.relative_to(ROOT)} breaks the layer table:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", engine_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_torch_side_imports_torch_at_module_level(path):
+    """Importing the rest (what ONNX inference reaches) must not pull in torch, MONAI or onnx."""
+    relative = path.relative_to(ROOT / "onfh")
+    if relative.parts[0] == "training" or path.name in TORCH_SIDE:
+        return
+    tree = ast.parse(path.read_text(), filename=str(path))
+    top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = [name for node in top_level for _, name in imported_modules(node)]
+    assert not [n for n in names if n.split(".")[0] in HEAVY], f"{relative}: module-level {names}"
 
 
 def module_files():

@@ -43,7 +43,11 @@ def test_save_writes_weights_json_and_card_with_matching_sha256(saved):
     stored = json.loads((folder.path / "model.json").read_text())
     assert stored["sha256"] == folder.sha256 and stored["id"] == "tiny"
     assert (folder.path / "EVALUATION.md").read_text() == "# Evaluation\n"
-    for name in ("model.pt", "model.json", "EVALUATION.md"):  # shared folders: readable by others
+    assert set(stored["onnx"]) >= {"localiser", "segmenter"} and stored["onnx"]["opset"] == 17
+    for stage in ("localiser", "segmenter"):
+        assert stored["onnx"][stage]["sha256"] == file_sha256(folder.path / f"{stage}.onnx")
+    shared = ("model.pt", "model.json", "EVALUATION.md", "localiser.onnx", "segmenter.onnx")
+    for name in shared:  # shared folders: readable by others
         assert (folder.path / name).stat().st_mode & 0o777 == 0o644, name
     assert not list(folder.path.glob(".*partial*"))
     assert not [p for p in folder.path.iterdir() if "partial" in p.name]
@@ -93,8 +97,17 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
 
 
 def test_missing_weights_and_missing_folder_are_named(saved, tmp_path):
-    folder, _ = saved
-    folder.weights_path.unlink()
+    folder, model = saved
+    folder.weights_path.unlink()  # an ONNX-only folder: the torch model is rebuilt from the ONNX files
+    loaded = load_model(load_model_folder(folder.path), "cpu")
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    (folder.path / "segmenter.onnx").unlink()
+    with pytest.raises(OnfhError, match=r"\['segmenter\.onnx'\] listed in model\.json are missing"):
+        load_model_folder(folder.path)
+    config = json.loads((folder.path / "model.json").read_text())
+    del config["onnx"]
+    (folder.path / "model.json").write_text(json.dumps(config))
     with pytest.raises(OnfhError, match=r"model\.pt are missing"):
         load_model_folder(folder.path)
     with pytest.raises(OnfhError, match="not found"):
@@ -111,6 +124,8 @@ def test_missing_weights_and_missing_folder_are_named(saved, tmp_path):
         (lambda c: c["localiser"].update(spacing_mm=[4, 4]), "spacing_mm"),
         (lambda c: c["segmenter"]["network"].update(out_channels=2), "3 output classes"),
         (lambda c: c.update(sha256="abc"), "sha256"),
+        (lambda c: c["onnx"]["segmenter"].update(file="../elsewhere.onnx"), r"onnx\.segmenter must be"),
+        (lambda c: c["onnx"]["localiser"].update(sha256="0" * 63), r"onnx\.localiser must be"),
     ],
 )
 def test_invalid_model_json_is_refused(saved, edit, message):
@@ -189,3 +204,12 @@ def test_state_on_cpu_keeps_aliases_of_non_cpu_tensors():
     finally:
         torch.Tensor.cpu = original
     assert len(copies) == 2 and result["a.weight"] is result["b.weight"] and result["step"] == 3
+def test_without_the_onnx_package_training_output_keeps_model_pt_and_warns(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # unimportable, as in an install without it
+    config = tiny_config()
+    with pytest.warns(UserWarning, match="onfh export"):
+        folder = save_model_folder(tmp_path / "m", build_model(config), config)
+    assert folder.weights_path.is_file() and not folder.has_onnx
+    assert not (folder.path / "segmenter.onnx").exists()

@@ -98,7 +98,8 @@ def test_segment_writes_outputs_on_the_input_grid(tiny_model_dir, tmp_path, caps
     assert report["unchecked_steinberg_grade"] in ("A", "B", "C")
     assert report["quality"]["passed"] is False and "radius" in report["quality"]["summary"]
     rows = list(csv.DictReader((out / "summary.csv").open()))
-    assert [(r["case"], r["status"], r["steinberg_grade"]) for r in rows] == [("hip_left", "low_confidence", "")]
+    summary = [(r["case"], r["status"], r["steinberg_grade"]) for r in rows]
+    assert summary == [("hip_left", "low_confidence", "")]
     assert "hip_left: head" in capsys.readouterr().out
 
 
@@ -163,23 +164,26 @@ def copy_model(source: Path, target: Path) -> Path:
     return target
 
 
-@pytest.mark.parametrize("damage", ["tampered", "missing", "bad_json"])
-def test_broken_weights_give_one_line_and_no_output(tiny_model_dir, tmp_path, damage):  # noqa: F811
+@pytest.mark.parametrize(
+    "damage, backend",
+    [("tampered", "torch"), ("tampered_onnx", "onnx"), ("missing", "onnx"), ("bad_json", "onnx")],
+)
+def test_broken_weights_give_one_line_and_no_output(tiny_model_dir, tmp_path, damage, backend):  # noqa: F811
     model = copy_model(Path(tiny_model_dir), tmp_path / "model")
-    if damage == "tampered":
-        with open(model / "model.pt", "r+b") as stream:
+    if damage in ("tampered", "tampered_onnx"):
+        with open(model / ("model.pt" if damage == "tampered" else "segmenter.onnx"), "r+b") as stream:
             stream.seek(200)
             stream.write(b"\x00\x01\x02\x03")
         expected = "does not match model.json"
     elif damage == "missing":
-        (model / "model.pt").unlink()
-        expected = "model.pt are missing"
+        (model / "segmenter.onnx").unlink()
+        expected = "listed in model.json are missing"
     else:
         (model / "model.json").write_text('{"format": 1')
         expected = "not valid JSON"
     input_path, _ = write_phantom(tmp_path / "hip.nii.gz")
     out = tmp_path / "out"
-    result = run_cli("segment", str(input_path), "-o", str(out), "--model", str(model))
+    result = run_cli("segment", str(input_path), "-o", str(out), "--model", str(model), "--backend", backend)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert result.stderr.startswith("onfh: error:") and expected in result.stderr
@@ -216,15 +220,18 @@ def test_outputs_never_replace_inputs_or_each_other(tiny_model_dir, tmp_path, ca
     assert "would both write case 'hip'" in capsys.readouterr().err
 
 
-def test_requested_accelerator_that_is_missing_is_refused(tiny_model_dir, tmp_path, capsys):  # noqa: F811
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_requested_accelerator_that_is_missing_is_refused(tiny_model_dir, tmp_path, capsys, backend):  # noqa: F811
+    import onnxruntime
     import torch
 
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() or "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("CUDA is available here")
     input_path, _ = write_phantom(tmp_path / "hip.nii.gz")
     argv = ["segment", str(input_path), "-o", str(tmp_path / "o"), "--model", str(tiny_model_dir)]
-    assert main([*argv, "--device", "cuda"]) == 2
-    assert "CUDA is not available" in capsys.readouterr().err
+    assert main([*argv, "--device", "cuda", "--backend", backend]) == 2
+    error = capsys.readouterr().err
+    assert ("no CUDA provider" if backend == "onnx" else "CUDA is not available") in error
 
 
 def test_bilateral_heads_are_graded_per_side_in_report_and_summary():

@@ -22,16 +22,17 @@ def available_cpu_count() -> int:
     return max(1, count)
 
 
-def configure_cpu_threads(threads: int | None = None) -> int:
-    """Set torch's (and SimpleITK's) CPU thread count; return the count used.
+def configure_cpu_threads(threads: int | None = None, use_torch: bool = True) -> int:
+    """Set SimpleITK's (and torch's) CPU thread count; return the count used.
 
     Args:
-        threads: explicit count; else ``$ONFH_NUM_THREADS``; else torch's default (physical
-            cores) capped at the cores this process may use. More threads than cores only
-            adds contention, which matters on laptops and shared machines.
+        threads: explicit count; else ``$ONFH_NUM_THREADS``; else the cores this process
+            may use (with torch: its default, physical cores, capped at those). More
+            threads than cores only adds contention, which matters on shared machines.
+        use_torch: also set torch's count. ``False`` for the ONNX backend, which must not
+            import torch; its sessions take the returned count.
     """
     import SimpleITK as sitk
-    import torch
 
     if threads is None:
         env = os.environ.get(THREADS_ENV, "").strip()
@@ -40,11 +41,18 @@ def configure_cpu_threads(threads: int | None = None) -> int:
                 threads = int(env)
             except ValueError:
                 raise OnfhError(f"{THREADS_ENV}={env!r} is not a whole number") from None
-        else:
+        elif use_torch:
+            import torch
+
             threads = min(torch.get_num_threads(), available_cpu_count())
+        else:
+            threads = available_cpu_count()
     if threads < 1:
         raise OnfhError(f"thread count must be at least 1, got {threads}")
-    torch.set_num_threads(threads)
+    if use_torch:
+        import torch
+
+        torch.set_num_threads(threads)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     return threads
 

@@ -77,18 +77,16 @@ class InferenceResult:
 
 
 def run_network(network: Any, array: np.ndarray, device: Any) -> np.ndarray:
-    """Softmax class probabilities ``[C, z, y, x]`` (float32) for one ``[1, z, y, x]`` input."""
-    import torch
+    """Softmax class probabilities ``[C, z, y, x]`` (float32) for one ``[1, z, y, x]`` input.
 
-    with torch.inference_mode():
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0).to(device)
-        logits = network(tensor)
-        if isinstance(logits, (list, tuple)):  # deep supervision heads: the first is full size
-            logits = logits[0]
-        if logits.dim() == 6:  # DynUNet in training mode stacks supervision heads
-            logits = logits[:, 0]
-        probabilities = torch.softmax(logits.float(), dim=1)[0]
-        return probabilities.cpu().numpy()
+    An ONNX Runtime network (:mod:`onfh.runtime_onnx`) computes them itself; anything else
+    is a torch module, run by :mod:`onfh.runtime_torch` (imported only then).
+    """
+    if hasattr(network, "probabilities"):
+        return network.probabilities(array)
+    from onfh.runtime_torch import torch_probabilities
+
+    return torch_probabilities(network, array, device)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -199,20 +197,49 @@ def overlap_region(reference: sitk.Image, grid: sitk.Image) -> tuple[list[int], 
     return start.tolist(), (stop - start).tolist()
 
 
-def probabilities_to_label(probabilities: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> np.ndarray:
-    """Map crop probabilities ``[C, z, y, x]`` on ``grid`` to an arg-max label on ``reference``'s grid.
+FOREGROUND_SUPPORT = 0.3
+"""A voxel can only be arg-maxed to a foreground class k if its interpolated ``p_k`` is at
+least 1/3, so at least one of its crop neighbours has ``p_k >= 1/3``: crop voxels below
+this (a little under 1/3, for rounding) cannot make any label, and are not mapped back."""
+
+
+def foreground_box(probabilities: np.ndarray, grid: sitk.Image) -> sitk.Image | None:
+    """The part of the crop grid that can yield a foreground label, one voxel wider (or ``None``).
+
+    Returned as an empty image with the crop's geometry over that box, for
+    :func:`overlap_region`; on a 64^3 crop around a head it is about a quarter of the crop.
+    """
+    support = np.max(probabilities[1:], axis=0) >= FOREGROUND_SUPPORT
+    if not support.any():
+        return None
+    indices = np.argwhere(support)
+    low = np.maximum(indices.min(axis=0) - 1, 0)[::-1]  # (z, y, x) -> (x, y, z)
+    high = np.minimum(indices.max(axis=0) + 1, np.asarray(support.shape) - 1)[::-1]
+    box = sitk.Image([int(v) for v in high - low + 1], sitk.sitkUInt8)
+    box.SetSpacing(grid.GetSpacing())
+    box.SetDirection(grid.GetDirection())
+    box.SetOrigin(grid.TransformIndexToPhysicalPoint([int(v) for v in low]))
+    return box
+
+
+def map_back(
+    probabilities: np.ndarray, grid: sitk.Image, reference: sitk.Image
+) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
+    """Arg-max label of crop probabilities on the part of ``reference``'s grid they can label.
 
     Foreground class probabilities are linearly interpolated (0 outside the crop);
     background is one minus their sum, which equals its own linear interpolation. Only
-    the part of the reference grid that the crop covers is resampled.
+    the reference voxels near crop voxels with some foreground probability are
+    resampled (:func:`foreground_box`); every other voxel's arg-max is background.
 
     Returns:
-        uint8 ``[z, y, x]`` array of ``reference``'s shape.
+        ``(slices, label)``: the ``[z, y, x]`` slices of the reference array and the uint8
+        label there; ``None`` when no voxel can be foreground.
     """
-    out = np.zeros(reference.GetSize()[::-1], dtype=np.uint8)
-    region = overlap_region(reference, grid)
+    box = foreground_box(probabilities, grid)
+    region = None if box is None else overlap_region(reference, box)
     if region is None:
-        return out
+        return None
     start, size = region
     sub_grid = sitk.Image(size, sitk.sitkUInt8)
     sub_grid.SetSpacing(reference.GetSpacing())
@@ -229,7 +256,23 @@ def probabilities_to_label(probabilities: np.ndarray, grid: sitk.Image, referenc
     stacked = np.stack([1.0 - np.sum(resampled, axis=0), *resampled])
     z, y, x = start[::-1]
     dz, dy, dx = size[::-1]
-    out[z : z + dz, y : y + dy, x : x + dx] = np.argmax(stacked, axis=0).astype(np.uint8)
+    slices = (slice(z, z + dz), slice(y, y + dy), slice(x, x + dx))
+    return slices, np.argmax(stacked, axis=0).astype(np.uint8)
+
+
+def probabilities_to_label(probabilities: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> np.ndarray:
+    """Map crop probabilities ``[C, z, y, x]`` on ``grid`` to an arg-max label on ``reference``'s grid.
+
+    :func:`map_back` written into a zero array of the reference's shape.
+
+    Returns:
+        uint8 ``[z, y, x]`` array of ``reference``'s shape.
+    """
+    out = np.zeros(reference.GetSize()[::-1], dtype=np.uint8)
+    mapped = map_back(probabilities, grid, reference)
+    if mapped is not None:
+        slices, label = mapped
+        out[slices] = label
     return out
 
 
@@ -247,9 +290,10 @@ class Segmenter:
     """A loaded two-stage model with its configuration, ready to segment images.
 
     Args:
-        model: an object with ``.localiser`` and ``.segmenter`` callables (``TwoStageModel``).
+        model: an object with ``.localiser`` and ``.segmenter`` networks: a torch
+            ``TwoStageModel`` or an :class:`onfh.runtime_onnx.OnnxModel`.
         config: the model's ``model.json`` content.
-        device: torch device the model lives on.
+        device: torch device the model lives on (unused by the ONNX backend).
     """
 
     def __init__(self, model: Any, config: dict[str, Any], device: Any = "cpu") -> None:
@@ -309,11 +353,14 @@ class Segmenter:
                 continue
             probabilities, crop_grid, crop_centre, check = attempt
             report("resample", share + 0.6 / max(len(centres), 1))
-            head_label = keep_largest_head(probabilities_to_label(probabilities, crop_grid, image))
+            mapped = map_back(probabilities, crop_grid, image)
+            # Label is zero outside the mapped box, so its largest component lies inside it.
+            head_label = None if mapped is None else keep_largest_head(mapped[1])
             lap("map_back_s")
-            if not head_label.any():
+            if head_label is None or not head_label.any():
                 continue
-            np.maximum(label_array, head_label, out=label_array)
+            target = label_array[mapped[0]]
+            np.maximum(target, head_label, out=target)
             heads.append(
                 HeadResult(
                     centre_mm=tuple(float(v) for v in (crop_centre if head_centre is None else head_centre)),

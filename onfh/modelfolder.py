@@ -1,16 +1,23 @@
-"""Model folders: ``model.pt`` (a plain state dict) + ``model.json`` + ``EVALUATION.md``.
+"""Model folders: ``model.json`` + ONNX files and/or ``model.pt`` + ``EVALUATION.md``.
 
 ``model.json`` says everything inference needs (networks, spacings, sizes, intensity
-normalisation, labels) and carries the ``sha256`` of ``model.pt``. Weights are checked
-against it before ``torch.load(..., weights_only=True)`` touches them, so a truncated
-download or a swapped file is refused with one clear line instead of a pickle traceback.
+normalisation, labels) and carries the ``sha256`` of ``model.pt`` (the weights' identity,
+recorded in every report) and of each ONNX file (``localiser.onnx``, ``segmenter.onnx``).
+Every file is checked against its sha256 before anything parses it, so a truncated
+download or a swapped file is refused with one clear line instead of a traceback.
+
+``onfh train`` writes both formats. A shipped folder may hold the ONNX files only: they
+carry the same float32 weights, which the torch backend (and ``--init-from``) then reads
+from them, so one copy of the weights ships and none of it is a pickle.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +30,8 @@ from onfh.labels import LABEL_NAMES
 
 MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.pt"
+ONNX_FILES = {"localiser": "localiser.onnx", "segmenter": "segmenter.onnx"}
+"""Fixed names: ``model.json`` may not point inference at any other path."""
 EVALUATION_MD = "EVALUATION.md"
 FORMAT_VERSION = 1
 MODEL_DIR_ENV = "ONFH_MODEL_DIR"
@@ -76,6 +85,39 @@ class ModelFolder:
     def weights_path(self) -> Path:
         return self.path / MODEL_WEIGHTS
 
+    @property
+    def has_onnx(self) -> bool:
+        """Whether ``model.json`` lists ONNX exports (their files were found when it was read)."""
+        return "onnx" in self.config
+
+    def onnx_bytes(self, stage: str) -> bytes:
+        """The ONNX file of ``stage`` ("localiser" or "segmenter"), read once and checked.
+
+        The digest is taken over the very bytes returned, which ONNX Runtime then parses:
+        nothing can swap the file between the check and the load.
+
+        Raises:
+            OnfhError: the folder has no ONNX export, the file is missing or its sha256 differs.
+        """
+        if not self.has_onnx:
+            raise OnfhError(
+                f"{self.path}: no ONNX export in {MODEL_JSON}; run 'onfh export {self.path}' "
+                "(needs torch) or segment with --backend torch"
+            )
+        path = self.path / ONNX_FILES[stage]
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise OnfhError(f"{path}: cannot read the ONNX file ({error.strerror or error})") from None
+        expected = self.config["onnx"][stage]["sha256"]
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise OnfhError(
+                f"{path}: sha256 {actual[:12]}... does not match {MODEL_JSON} ({expected[:12]}...); "
+                "the file is corrupted or was replaced"
+            )
+        return data
+
     def info(self) -> dict[str, Any]:
         """What reports record about the model: id, version, sha256, folder."""
         return {
@@ -93,6 +135,23 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _validate_onnx_section(section: Any, where: str) -> None:
+    """``{"opset": 17, "localiser": {"file": "localiser.onnx", "sha256": ...}, "segmenter": {...}}``."""
+    if not isinstance(section, dict):
+        raise OnfhError(f"{where}: onnx must be an object")
+    for stage, name in ONNX_FILES.items():
+        entry = section.get(stage)
+        if not isinstance(entry, dict) or entry.get("file") != name or not _is_sha256(entry.get("sha256")):
+            raise OnfhError(
+                f'{where}: onnx.{stage} must be {{"file": "{name}", "sha256": <64 hex digits>}}, '
+                f"got {entry!r}"
+            )
 
 
 def _require_vector(value: Any, what: str, integer: bool) -> list:
@@ -113,7 +172,7 @@ def validate_config(config: Any, where: str = MODEL_JSON, require_sha256: bool =
     Checks the keys inference reads, the label map, both network definitions (allow-listed
     DynUNet arguments only) and that the grid sizes fit the networks' down-sampling.
     """
-    from onfh.network import network_kwargs, size_divisor
+    from onfh.network_config import network_kwargs, size_divisor
 
     if not isinstance(config, dict):
         raise OnfhError(f"{where}: expected a JSON object, got {type(config).__name__}")
@@ -134,7 +193,7 @@ def validate_config(config: Any, where: str = MODEL_JSON, require_sha256: bool =
         raise OnfhError(f"{where}: intensity must be an object with a 'method'")
     if require_sha256:
         sha = config["sha256"]
-        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        if not _is_sha256(sha):
             raise OnfhError(f"{where}: sha256 must be 64 lowercase hex digits, got {sha!r}")
     stages = {"localiser": ("input_size", 2), "segmenter": ("patch_size", len(LABEL_NAMES))}
     for stage, (size_key, classes) in stages.items():
@@ -160,6 +219,8 @@ def validate_config(config: Any, where: str = MODEL_JSON, require_sha256: bool =
     margin = config["segmenter"].get("crop_margin_mm", 0)
     if not isinstance(margin, (int, float)) or isinstance(margin, bool) or margin < 0:
         raise OnfhError(f"{where}: segmenter.crop_margin_mm must be a number >= 0, got {margin!r}")
+    if "onnx" in config:
+        _validate_onnx_section(config["onnx"], where)
     return config
 
 
@@ -185,13 +246,20 @@ def load_model_folder(path: str | os.PathLike) -> ModelFolder:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise OnfhError(f"{json_path}: not valid JSON ({error})") from None
     validate_config(config, str(json_path))
-    if not (folder / MODEL_WEIGHTS).is_file():
-        raise OnfhError(f"{folder}: model weights {MODEL_WEIGHTS} are missing")
+    if "onnx" in config:
+        missing = [name for name in ONNX_FILES.values() if not (folder / name).is_file()]
+        if missing:
+            raise OnfhError(f"{folder}: ONNX files {missing} listed in {MODEL_JSON} are missing")
+    elif not (folder / MODEL_WEIGHTS).is_file():
+        raise OnfhError(f"{folder}: model weights {MODEL_WEIGHTS} are missing (and no ONNX export is listed)")
     return ModelFolder(path=folder.resolve(), config=config)
 
 
 def load_model(folder: ModelFolder, device: Any = "cpu"):
-    """Verify the weights' sha256, load them safely and return the model in eval mode.
+    """Verify the weights' sha256, load them safely and return the torch model in eval mode.
+
+    Reads ``model.pt`` (``torch.load(..., weights_only=True)``) when the folder has it,
+    else the same weights from the folder's checked ONNX files.
 
     Args:
         folder: a validated model folder.
@@ -205,6 +273,10 @@ def load_model(folder: ModelFolder, device: Any = "cpu"):
     from onfh.network import build_model
 
     weights = folder.weights_path
+    if not weights.is_file() and folder.has_onnx:
+        from onfh.onnx_export import model_from_onnx
+
+        return model_from_onnx(folder).to(device).eval()
     if not weights.is_file():
         raise OnfhError(f"{weights}: model weights are missing")
     actual = file_sha256(weights)
@@ -266,17 +338,21 @@ def save_model_folder(
     model_or_state_dict: Any,
     config: dict[str, Any],
     evaluation_md: str | None = None,
+    onnx: bool = True,
 ) -> ModelFolder:
-    """Write ``model.pt``, ``model.json`` (with the weights' sha256) and ``EVALUATION.md``.
+    """Write ``model.pt``, the ONNX exports, ``model.json`` (with sha256s) and ``EVALUATION.md``.
 
-    Every file is written under a temporary name and renamed, so an interrupted save
-    never leaves weights that disagree with their checksum.
+    Every file is written under a temporary name and renamed, and ``model.json`` last,
+    so an interrupted save never leaves weights that disagree with their checksum.
 
     Args:
         path: the model folder (created if needed).
         model_or_state_dict: a ``TwoStageModel`` or its state dict.
         config: the ``model.json`` content; ``sha256`` is filled in, ``format`` defaults to 1.
         evaluation_md: the model card text, if any.
+        onnx: also export ``localiser.onnx`` and ``segmenter.onnx`` (checked against torch),
+            which inference runs by default; ``False`` writes ``model.pt`` only (an
+            ``onfh export`` later adds them).
 
     Returns:
         The saved folder, re-read and validated.
@@ -295,11 +371,27 @@ def save_model_folder(
     content = dict(config)
     content.setdefault("format", FORMAT_VERSION)
     content.pop("sha256", None)
+    content.pop("onnx", None)
     validate_config(content, f"{folder}/{MODEL_JSON}", require_sha256=False)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / MODEL_WEIGHTS
     write_atomic(weights, lambda tmp: torch.save(state, tmp))
     content["sha256"] = file_sha256(weights)
+    if onnx and importlib.util.find_spec("onnx") is None:
+        # Hours of training must not be lost to a missing exporter dependency: keep model.pt.
+        warnings.warn(
+            f"{folder}: the 'onnx' package is missing, so no ONNX files were written; "
+            f"pip install onnx, then run 'onfh export {folder}'",
+            stacklevel=2,
+        )
+        onnx = False
+    if onnx:
+        from onfh.network import build_model
+        from onfh.onnx_export import export_onnx
+
+        model = build_model(content)
+        model.load_state_dict(state, strict=True)
+        content["onnx"] = export_onnx(model, content, folder)
     write_text_atomic(folder / MODEL_JSON, json.dumps(content, indent=2) + "\n")
     if evaluation_md is not None:
         write_text_atomic(folder / EVALUATION_MD, evaluation_md)

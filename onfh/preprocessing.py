@@ -167,7 +167,7 @@ def localiser_input(
     size = np.asarray(section["input_size"], dtype=int)
     lower, upper = physical_bounds(image)
     if cover_field_of_view:
-        from onfh.network import size_divisor
+        from onfh.network_config import size_divisor
 
         divisor = np.asarray(size_divisor(section["network"]), dtype=int)
         needed = np.ceil((upper - lower) / spacing - 1e-6).astype(int)

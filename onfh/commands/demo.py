@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     earlier = [path for path in demo_outputs(outdir) if path.exists()]
     if earlier and not args.force:
         raise OnfhError(f"{outdir}: holds an earlier demo ({earlier[0].name}); add --force to replace it")
-    segmenter, folder, device_text = load_segmenter(args.model, args.device)
+    segmenter, folder, device_text = load_segmenter(args.model, args.device, args.backend)
     print(f"Synthesising a hip MRI (seed {args.seed}) ...", flush=True)
     case = generate_case(args.seed)
     outdir.mkdir(parents=True, exist_ok=True)

@@ -40,12 +40,21 @@ SUMMARY_COLUMNS = (
 )
 
 
+BACKENDS = ("onnx", "torch")
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model`` and ``--device``, shared with ``onfh demo``."""
+    """``--model``, ``--device`` and ``--backend``, shared with ``onfh demo``."""
     from onfh.devices import DEVICE_CHOICES
 
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the installed model)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where to run the networks")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="onnx",
+        help="onnx: ONNX Runtime, no torch needed (default); torch: PyTorch and MONAI",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -121,17 +130,32 @@ class Progress:
         print(text, file=sys.stderr, flush=True)
 
 
-def load_segmenter(model_dir: str | None, device_name: str):
-    """Validate and load the model; return ``(Segmenter, ModelFolder, device description)``."""
-    from onfh.devices import configure_cpu_threads, describe_device, resolve_device
+def load_segmenter(model_dir: str | None, device_name: str, backend: str = "onnx"):
+    """Validate and load the model; return ``(Segmenter, ModelFolder, device description)``.
+
+    The ``onnx`` backend imports neither torch nor MONAI; ``torch`` loads the same weights
+    into MONAI's DynUNet.
+    """
+    from onfh.devices import configure_cpu_threads
     from onfh.inference import Segmenter
-    from onfh.modelfolder import default_model_dir, load_model, load_model_folder
+    from onfh.modelfolder import default_model_dir, load_model_folder
 
     folder = load_model_folder(model_dir if model_dir else default_model_dir())
+    if backend == "onnx":
+        from onfh.runtime_onnx import load_onnx_model
+
+        threads = configure_cpu_threads(use_torch=False)
+        model = load_onnx_model(folder, device_name, threads)
+        return Segmenter(model, folder.config, "cpu"), folder, model.describe(threads)
+    if backend != "torch":
+        raise OnfhError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    from onfh.devices import describe_device, resolve_device
+    from onfh.modelfolder import load_model
+
     device = resolve_device(device_name)
     configure_cpu_threads()
     model = load_model(folder, device)
-    return Segmenter(model, folder.config, device), folder, describe_device(device)
+    return Segmenter(model, folder.config, device), folder, f"{describe_device(device)}, torch"
 
 
 def read_input(path: str | Path, series_uid: str | None = None):
@@ -458,7 +482,7 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     if to_run:
         progress.update("load_model", 0.0)
-        segmenter, folder, device_text = load_segmenter(args.model, args.device)
+        segmenter, folder, device_text = load_segmenter(args.model, args.device, args.backend)
         progress.message(f"model {folder.id} ({folder.sha256[:12]}) on {device_text}")
     for input_path, case in zip(inputs, cases):
         if case not in to_run:
