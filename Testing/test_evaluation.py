@@ -157,6 +157,18 @@ def test_end_to_end_report(study, tmp_path, capsys):
         np.mean([rows[c]["pred_ratio"] - rows[c]["true_ratio"] for c in cases])
     )
 
+    # Kerboul angles: identical labels agree, a missed lesion has none, a deeper cap a larger one.
+    for case in ("hip_a", "hip_d"):
+        assert rows[case]["pred_kerboul_deg"] == rows[case]["true_kerboul_deg"]
+    half_angle_deg = np.degrees(np.arccos(1 - 0.35))  # cap of depth 0.35 radius: 4 half-angles
+    assert rows["hip_a"]["true_kerboul_deg"] == pytest.approx(4 * half_angle_deg, abs=15.0)
+    assert rows["hip_f"]["pred_kerboul_deg"] == 0.0 and rows["hip_f"]["pred_kerboul_grade"] == 1
+    assert rows["hip_c"]["pred_kerboul_deg"] > rows["hip_c"]["true_kerboul_deg"] + 40.0
+    kerboul = summary["kerboul_agreement"]
+    differences = [rows[c]["pred_kerboul_deg"] - rows[c]["true_kerboul_deg"] for c in cases]
+    assert kerboul["n"] == 5 and kerboul["bias_deg"] == pytest.approx(np.mean(differences))
+    assert "Kerboul angle" in captured.out
+
     # The console shows the study's table next to the reference figures.
     assert "reference study (n=63 hips)" in captured.out
     assert "0.95 (0.95-0.96)" in captured.out and "59/63 (93.7 %)" in captured.out

@@ -257,6 +257,7 @@ def evaluate_case(pair: CasePair) -> tuple[dict, list[str]]:
     every metric is then measured with the truth's voxel spacing.
     """
     from onfh.grading import grade_label_map
+    from onfh.report import kerboul_report
     from onfh.segfile import read_segmentation, same_grid
 
     row: dict = {"case": pair.case_id, "fold": pair.fold, "truth_path": str(pair.truth_path)}
@@ -300,6 +301,10 @@ def evaluate_case(pair: CasePair) -> tuple[dict, list[str]]:
             warnings.append(f"{pair.case_id}: no {side} grade ({result.reason})")
     graded = row["true_grade"] is not None
     row["grade_match"] = (row["true_grade"] == row["pred_grade"]) if graded else None
+    for side, labels in (("true", truth_labels), ("pred", predicted_labels)):
+        kerboul = kerboul_report(labels)
+        row[f"{side}_kerboul_deg"] = None if kerboul is None else kerboul["combined_angle_deg"]
+        row[f"{side}_kerboul_grade"] = None if kerboul is None else kerboul["grade"]
     return row, warnings
 
 
@@ -366,6 +371,24 @@ def _ratio_summary(rows: Sequence[dict]) -> dict:
     }
 
 
+def _kerboul_summary(rows: Sequence[dict]) -> dict:
+    """Agreement of the combined necrotic angle (prediction - truth, degrees) and its grade."""
+    pairs = [
+        (r.get("true_kerboul_deg"), r.get("pred_kerboul_deg"), r) for r in rows if r.get("status") == "ok"
+    ]
+    pairs = [(t, p, r) for t, p, r in pairs if t is not None and p is not None]
+    differences = np.array([p - t for t, p, _ in pairs], dtype=float)
+    matched = sum(1 for _, _, r in pairs if r["true_kerboul_grade"] == r["pred_kerboul_grade"])
+    return {
+        "n": len(pairs),
+        "bias_deg": float(differences.mean()) if len(pairs) else None,
+        "mean_absolute_difference_deg": float(np.abs(differences).mean()) if len(pairs) else None,
+        "median_absolute_difference_deg": float(np.median(np.abs(differences))) if len(pairs) else None,
+        "grade_matched": matched,
+        "definition": "combined necrotic angle (Ha et al. 2006) of the largest head, prediction - truth",
+    }
+
+
 def _natural_key(value) -> tuple:
     text = str(value)
     return (0, int(text), "") if text.isdigit() else (1, 0, text)
@@ -411,6 +434,7 @@ def summarize(rows: Sequence[dict], group_by: Sequence[str] = ()) -> dict:
         },
         "grading": _grading_summary(evaluated),
         "ratio_agreement": _ratio_summary(evaluated),
+        "kerboul_agreement": _kerboul_summary(evaluated),
         "reference_study": REFERENCE_STUDY,
     }
     if any(r.get("fold") is not None for r in rows):

@@ -90,6 +90,17 @@ def study_table(summary: dict) -> list[tuple[str, str, str]]:
         else "n/a"
     )
     rows.append(("Ratio Bland-Altman", ba_text, "not reported"))
+    kerboul = summary.get("kerboul_agreement") or {}
+    if kerboul.get("n"):
+        grades = f"grade {kerboul['grade_matched']}/{kerboul['n']}"
+        rows.append(
+            (
+                "Kerboul angle",
+                f"bias {kerboul['bias_deg']:+.1f} deg, mean |diff| "
+                f"{kerboul['mean_absolute_difference_deg']:.1f} deg; {grades}",
+                "not reported",
+            )
+        )
     return rows
 
 
@@ -230,7 +241,8 @@ CSV_COLUMNS = (
     "case", "fold", "status",
     *(f"{s}_{m}" for s in STRUCTURES for m in METRICS),
     "true_head_volume_ml", "pred_head_volume_ml", "true_necrosis_volume_ml", "pred_necrosis_volume_ml",
-    "true_ratio", "pred_ratio", "true_grade", "pred_grade", "grade_match", "resampled",
+    "true_ratio", "pred_ratio", "true_grade", "pred_grade", "grade_match",
+    "true_kerboul_deg", "pred_kerboul_deg", "true_kerboul_grade", "pred_kerboul_grade", "resampled",
     "truth_path", "prediction_path",
 )  # fmt: skip
 

@@ -39,6 +39,37 @@ def case_report(result: GradeResult, input: dict, model: dict | None = None, **e
     return report
 
 
+def kerboul_report(label: sitk.Image) -> dict | None:
+    """Kerboul angles of the largest femoral head in a 0/1/2 label image, or ``None`` without one.
+
+    A bilateral label's second head is left out: a combined necrotic angle belongs to one hip
+    (``hip_kerboul_reports`` gives each hip its own).
+    """
+    from onfh.kerboul import combined_necrotic_angle, head_components
+
+    heads = head_components(label, max_heads=1)
+    result = combined_necrotic_angle(heads[0]) if heads else None
+    return None if result is None else result.to_dict()
+
+
+def hip_kerboul_reports(label: sitk.Image, centres_mm: list) -> list[dict | None]:
+    """Kerboul angles of each hip, the head component nearest each of ``centres_mm`` (LPS mm)."""
+    import numpy as np
+
+    from onfh.kerboul import combined_necrotic_angle, head_components
+
+    results = [combined_necrotic_angle(head) for head in head_components(label, max_heads=len(centres_mm))]
+    results = [r for r in results if r is not None]
+    out: list[dict | None] = []
+    for centre in centres_mm:
+        if not results:
+            out.append(None)
+            continue
+        distances = [np.linalg.norm(np.subtract(r.head_centre_mm, centre)) for r in results]
+        out.append(results[int(np.argmin(distances))].to_dict())
+    return out
+
+
 def flag_low_confidence(report: dict, quality: dict) -> dict:
     """Attach the sphere check (``quality``) to a report; a failed check withholds the grade.
 

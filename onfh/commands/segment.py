@@ -29,6 +29,8 @@ SUMMARY_COLUMNS = (
     "necrosis_ratio",
     "steinberg_grade",
     "borderline",
+    "combined_necrotic_angle_deg",
+    "kerboul_grade",
     "quality",
     "hips",
     "seconds",
@@ -183,7 +185,7 @@ def segment_case(
 
     from onfh.grading import grade_label_map
     from onfh.imageio import case_name, write_image_atomic, write_text_atomic
-    from onfh.report import case_report, flag_low_confidence, input_info
+    from onfh.report import case_report, flag_low_confidence, input_info, kerboul_report
     from onfh.segfile import write_seg_nrrd
 
     report = progress or (lambda stage, fraction: None)
@@ -196,7 +198,10 @@ def segment_case(
     result = segmenter.segment(image, progress=lambda stage, f: report(stage, 0.05 + 0.85 * f))
     label_array = sitk.GetArrayViewFromImage(result.label)
     grade = grade_label_map(label_array, image.GetSpacing())
-    hips = hip_reports(result.heads, image.GetSpacing())
+    hips = hip_reports(result.heads, image.GetSpacing(), result.label)
+    kerboul_start = time.perf_counter()
+    kerboul = kerboul_report(result.label)
+    kerboul_s = time.perf_counter() - kerboul_start
     report("write", 0.9)
     write_start = time.perf_counter()
     paths = output_paths(outdir, case, label_map)
@@ -208,7 +213,7 @@ def segment_case(
         if label_map:
             write_image_atomic(result.label, paths["label_map"])
             written.append(paths["label_map"])
-        timings = {"read_s": round(read_s, 4), **result.timings_s}
+        timings = {"read_s": round(read_s, 4), **result.timings_s, "kerboul_s": round(kerboul_s, 4)}
         timings["write_s"] = round(time.perf_counter() - write_start, 4)
         timings["total_s"] = round(time.perf_counter() - start, 4)
         case_json = case_report(
@@ -219,6 +224,7 @@ def segment_case(
             device=device_text,
             timings_s=timings,
             head_centre_mm=[round(v, 3) for v in result.head_centre_mm],
+            kerboul=kerboul,
             outputs={key: path.name for key, path in paths.items()},
             **({"hips": hips} if hips else {}),
             **(extra or {}),
@@ -233,24 +239,28 @@ def segment_case(
     return case_json
 
 
-def hip_reports(heads: list, spacing_mm) -> list[dict[str, Any]] | None:
-    """Per-side volumes, ratio and grade when a bilateral scan showed two heads, else ``None``.
+def hip_reports(heads: list, spacing_mm, label=None) -> list[dict[str, Any]] | None:
+    """Per-side volumes, ratio, grade (and Kerboul angles, given the ``label`` image) when a
+    bilateral scan showed two heads, else ``None``.
 
     The top-level report grades all head voxels together (as ``onfh grade`` does for the
     label file); a surgeon needs each hip on its own.
     """
     from onfh.grading import grade_from_voxel_counts
-    from onfh.report import flag_low_confidence
+    from onfh.report import flag_low_confidence, hip_kerboul_reports
 
     if len(heads) < 2:
         return None
     hips = []
-    for head in heads:
+    kerboul = hip_kerboul_reports(label, [h.centre_mm for h in heads]) if label is not None else []
+    for number, head in enumerate(heads):
         hip = {
             "side": head.side,
             "centre_mm": [round(v, 3) for v in head.centre_mm],
             **grade_from_voxel_counts(head.head_voxels, head.necrosis_voxels, spacing_mm).to_dict(),
         }
+        if kerboul:
+            hip["kerboul"] = kerboul[number]
         if head.check is not None:
             flag_low_confidence(hip, {"passed": head.check.passed, "summary": head.check.summary()})
         hips.append(hip)
@@ -273,6 +283,7 @@ def _summary_row(case: str, input_path: str, case_json: dict | None, seconds: fl
         return row
     ratio = case_json.get("necrosis_ratio")
     passed = (case_json.get("quality") or {}).get("passed", True)
+    kerboul = case_json.get("kerboul") or {}
     row.update(
         status="ok" if passed else "low_confidence",
         femoral_head_volume_ml=f"{case_json['femoral_head_volume_ml']:.3f}",
@@ -280,6 +291,8 @@ def _summary_row(case: str, input_path: str, case_json: dict | None, seconds: fl
         necrosis_ratio="" if ratio is None else f"{ratio:.4f}",
         steinberg_grade=case_json.get("steinberg_grade") or "",
         borderline=str(bool(case_json.get("borderline"))).lower(),
+        combined_necrotic_angle_deg=kerboul.get("combined_angle_deg", ""),
+        kerboul_grade=kerboul.get("grade", ""),
         quality=(case_json.get("quality") or {}).get("summary", ""),
         hips=_hips_text(case_json),
         segmentation=case_json["outputs"]["segmentation"],
@@ -327,6 +340,9 @@ def _format_result(case: str, case_json: dict) -> str:
     if not quality.get("passed", True):
         unchecked = case_json.get("unchecked_steinberg_grade")
         flag += f" [{quality['summary'].upper()}; the volumes would give {unchecked}]"
+    kerboul = case_json.get("kerboul")
+    if kerboul:
+        flag += f", Kerboul {kerboul['combined_angle_deg']:.0f}° (grade {kerboul['grade']})"
     if case_json.get("hips"):
         flag += f" | per hip: {_hips_text(case_json)}"
     return (
