@@ -124,19 +124,24 @@ def physical_to_index(image: sitk.Image, points_mm: np.ndarray) -> np.ndarray:
     return local / np.asarray(image.GetSpacing())
 
 
-def _labels_at(label_array: np.ndarray, image: sitk.Image, points_mm: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour label values at physical points (0 outside the image).
+def _labels_on_rays(
+    label_array: np.ndarray, image: sitk.Image, centre_mm: np.ndarray, directions: np.ndarray, distances_mm
+) -> np.ndarray:
+    """Nearest-neighbour label values ``[rays, samples]`` along rays from ``centre_mm`` (0 outside).
 
+    The rays are mapped to index space once (the map is affine), not point by point.
     Nearest neighbour reads the label as a reader sees it; linear interpolation of the
     indicators was tried and loses more of a lesion's thin wedge-shaped rim.
     """
-    index = np.rint(physical_to_index(image, points_mm.reshape(-1, 3))).astype(int)
+    centre_index = physical_to_index(image, np.asarray(centre_mm, dtype=float)[None, :])[0]
+    step_index = physical_to_index(image, directions) - physical_to_index(image, np.zeros((1, 3)))
+    index = centre_index + np.asarray(distances_mm)[None, :, None] * step_index[:, None, :]
+    index = np.rint(index).astype(np.intp)
     size = np.asarray(image.GetSize())
-    inside = np.all((index >= 0) & (index < size), axis=1)
-    values = np.zeros(len(index), dtype=label_array.dtype)
-    x, y, z = index[inside].T
-    values[inside] = label_array[z, y, x]
-    return values.reshape(points_mm.shape[:-1])
+    inside = np.all((index >= 0) & (index < size), axis=-1)
+    clipped = np.minimum(np.maximum(index, 0), size - 1)
+    values = label_array[clipped[..., 2], clipped[..., 1], clipped[..., 0]]
+    return np.where(inside, values, 0)
 
 
 def necrotic_arc_deg(
@@ -164,8 +169,7 @@ def necrotic_arc_deg(
     first, second = (np.asarray(v, dtype=float) for v in plane)
     directions = np.cos(angles)[:, None] * first + np.sin(angles)[:, None] * second  # [rays, 3]
     distances = np.arange(0.0, radius_mm + RAY_BEYOND_RADIUS_MM, sample_mm)  # [samples]
-    points = np.asarray(centre_mm, dtype=float) + distances[None, :, None] * directions[:, None, :]
-    values = _labels_at(label_array, label, points)  # [rays, samples]
+    values = _labels_on_rays(label_array, label, centre_mm, directions, distances)  # [rays, samples]
     head = values > 0
     has_head = head.any(axis=1)
     last = head.shape[1] - 1 - np.argmax(head[:, ::-1], axis=1)  # last head sample per ray
