@@ -87,3 +87,39 @@ def test_no_head_no_angle(a_scene, a_segmentation_node):
     head_id = a_segmentation_node.GetSegmentation().AddEmptySegment("", "Femoral head")
     assert compute_kerboul(a_segmentation_node, head_id, None) is None
     assert panel_text(None)["kerboul"] == "-"
+
+
+def test_layers_cropped_to_different_extents_give_the_engine_angle(a_segmentation_node):
+    """Slicer crops each layer to its content: the necrosis layer starts where the cap does."""
+    import slicer
+    import vtk
+    from vtk.util import numpy_support
+
+    labels = cap_phantom(np.eye(3), SUPERIOR, 60.0)
+    array = sitk.GetArrayFromImage(labels)
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(3):
+        matrix.SetElement(r, r, LPS_TO_RAS[r, r])
+
+    def layer(mask_zyx, value):
+        k = np.flatnonzero(mask_zyx.any(axis=(1, 2)))
+        image = slicer.vtkOrientedImageData()
+        image.SetExtent(0, mask_zyx.shape[2] - 1, 0, mask_zyx.shape[1] - 1, int(k[0]), int(k[-1]))
+        image.SetSpacing(*labels.GetSpacing())
+        image.SetOrigin(*(LPS_TO_RAS @ np.asarray(labels.GetOrigin())))
+        image.SetDirectionMatrix(matrix)
+        image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+        values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+        values[:] = (mask_zyx[k[0] : k[-1] + 1] * value).astype(np.uint8).ravel()
+        return image
+
+    segmentation = a_segmentation_node.GetSegmentation()
+    head_id = segmentation.AddEmptySegment("", "Femoral head")
+    necrosis_id = segmentation.AddEmptySegment("", "Necrosis")
+    segmentation.GetSegment(head_id).AddRepresentation("Binary labelmap", layer(array == 1, 1))
+    value = segmentation.GetSegment(necrosis_id).GetLabelValue()
+    segmentation.GetSegment(necrosis_id).AddRepresentation("Binary labelmap", layer(array == 2, value))
+    result = compute_kerboul(a_segmentation_node, head_id, necrosis_id)
+    expected = combined_necrotic_angle(labels)
+    assert result.combined_angle_deg == pytest.approx(expected.combined_angle_deg, abs=1.0)
+    assert np.allclose(result.head_centre_mm, expected.head_centre_mm, atol=0.1)

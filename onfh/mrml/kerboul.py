@@ -28,22 +28,33 @@ def _index_to_lps(image, transform_to_world: np.ndarray) -> np.ndarray:
     return lps @ transform_to_world @ to_world
 
 
-def _place(array: np.ndarray, extent, value: int, target: np.ndarray, target_low, label: int) -> None:
-    """Write ``label`` into ``target`` where ``array == value`` (extents in i, j, k order)."""
-    offset = [extent[2 * axis] - target_low[axis] for axis in range(3)]
-    window = target[
-        offset[2] : offset[2] + array.shape[0],
-        offset[1] : offset[1] + array.shape[1],
-        offset[0] : offset[0] + array.shape[2],
-    ]
-    window[array == value] = label
+def _content_box(array: np.ndarray, extent) -> tuple[list[int], list[int]] | None:
+    """Lowest and highest (i, j, k) structured index holding any non-zero voxel, or ``None``.
+
+    Slices first, then rows within those slices: a head fills a few dozen of a scan's
+    hundreds of slices, so the later passes are cheap (a whole 512x512x300 layer is read
+    once).
+    """
+    slices = np.flatnonzero(array.reshape(array.shape[0], -1).any(axis=1))
+    if slices.size == 0:
+        return None
+    sub = array[slices[0] : slices[-1] + 1]
+    rows = np.flatnonzero(sub.any(axis=(0, 2)))
+    columns = np.flatnonzero(sub[:, rows[0] : rows[-1] + 1].any(axis=(0, 1)))
+    low_kji = [slices[0], rows[0], columns[0]]
+    high_kji = [slices[-1], rows[-1], columns[-1]]
+    return (
+        [int(low_kji[2 - a]) + extent[2 * a] for a in range(3)],
+        [int(high_kji[2 - a]) + extent[2 * a] for a in range(3)],
+    )
 
 
 def segment_label_image(segmentation_node, head_id: str, necrosis_id: str | None) -> sitk.Image | None:
     """A 0/1/2 label image (LPS) of the head (head ∪ necrosis) and necrosis, or ``None`` if empty.
 
     Handles one shared layer or two layers of one geometry (the grading checks that), a
-    linear parent transform, and extents that differ between layers.
+    linear parent transform, and extents that differ between layers. The image covers
+    the layers' content only (a shared layer's other segments may widen it).
     """
     transform_node = segmentation_node.GetParentTransformNode()
     to_world = np.eye(4)
@@ -58,26 +69,37 @@ def segment_label_image(segmentation_node, head_id: str, necrosis_id: str | None
     if necrosis_id and necrosis_id != head_id:
         necrosis_image, necrosis_value = _labelmap(segmentation_node, necrosis_id)
         layers.append((*_array_and_extent(necrosis_image), necrosis_value, 2))
-    layers = [layer for layer in layers if layer[0] is not None]
-    if not layers:
+    boxes = [_content_box(array, extent) for array, extent, _, _ in layers if array is not None]
+    boxes = [box for box in boxes if box is not None]
+    if not boxes:
         return None
-    low = [min(layer[1][2 * a] for layer in layers) for a in range(3)]
-    high = [max(layer[1][2 * a + 1] for layer in layers) for a in range(3)]
+    low = [min(box[0][a] for box in boxes) for a in range(3)]
+    high = [max(box[1][a] for box in boxes) for a in range(3)]
     labels = np.zeros((high[2] - low[2] + 1, high[1] - low[1] + 1, high[0] - low[0] + 1), np.uint8)
     for array, extent, value, label in layers:
-        _place(array, extent, value, labels, low, label)
+        if array is None:
+            continue
+        # the part of this layer inside the box, and where it goes in ``labels``
+        source = tuple(
+            slice(max(low[a] - extent[2 * a], 0), min(high[a], extent[2 * a + 1]) - extent[2 * a] + 1)
+            for a in (2, 1, 0)
+        )
+        target = tuple(
+            slice(max(extent[2 * a] - low[a], 0), max(extent[2 * a] - low[a], 0) + (s.stop - s.start))
+            for a, s in zip((2, 1, 0), source)
+        )
+        if any(s.stop <= s.start for s in source):
+            continue
+        labels[target][array[source] == value] = label
     if not labels.any():
         return None
-    box = [np.flatnonzero(labels.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    crop = tuple(slice(int(b[0]), int(b[-1]) + 1) for b in box)
     index_to_lps = _index_to_lps(head_image, to_world)
-    start_ijk = np.array([low[0] + crop[2].start, low[1] + crop[1].start, low[2] + crop[0].start, 1.0])
     linear = index_to_lps[:3, :3]
     spacing = np.linalg.norm(linear, axis=0)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(labels[crop]))
+    image = sitk.GetImageFromArray(labels)
     image.SetSpacing([float(s) for s in spacing])
     image.SetDirection([float(v) for v in (linear / spacing).ravel()])
-    image.SetOrigin([float(v) for v in (index_to_lps @ start_ijk)[:3]])
+    image.SetOrigin([float(v) for v in (index_to_lps @ np.array([*low, 1.0]))[:3]])
     return image
 
 
