@@ -76,11 +76,15 @@ def flag_low_confidence(report: dict, quality: dict) -> dict:
     A grade from a crop that is not a femoral head (muscle, half a head) is worse than
     none: ``steinberg_grade`` becomes ``None`` with ``reason`` "low confidence: <why>",
     and the grade the volumes would give is kept, clearly named, as
-    ``unchecked_steinberg_grade`` for whoever reviews the case.
+    ``unchecked_steinberg_grade`` (and ``unchecked_grade_probabilities``) for whoever
+    reviews the case.
     """
     report["quality"] = quality
     if not quality.get("passed", True):
         report["unchecked_steinberg_grade"] = report.get("steinberg_grade")
         report["steinberg_grade"] = None
+        if report.get("grade_probabilities") is not None:
+            report["unchecked_grade_probabilities"] = report["grade_probabilities"]
+            report["grade_probabilities"] = None
         report["reason"] = quality.get("summary") or "low confidence"
     return report

@@ -27,7 +27,9 @@ SUMMARY_COLUMNS = (
     "femoral_head_volume_ml",
     "necrosis_volume_ml",
     "necrosis_ratio",
+    "necrosis_ratio_interval",
     "steinberg_grade",
+    "grade_probabilities",
     "borderline",
     "combined_necrotic_angle_deg",
     "kerboul_grade",
@@ -68,6 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label-map", action="store_true", help="also write <case>_label.nii.gz")
     parser.add_argument(
         "--series", metavar="UID", help="DICOM series to read from input folders that hold several"
+    )
+    parser.add_argument(
+        "--no-interval",
+        action="store_true",
+        help="skip the ratio interval and grade probabilities (test-time augmentation: 8 more "
+        "segmenter passes per hip)",
     )
     parser.set_defaults(func=run)
 
@@ -162,6 +170,7 @@ def segment_case(
     case: str | None = None,
     extra: dict[str, Any] | None = None,
     series_uid: str | None = None,
+    ensemble=None,
 ) -> dict[str, Any]:
     """Segment one input and write its outputs; return the per-case JSON report.
 
@@ -180,6 +189,8 @@ def segment_case(
         case: case name (else derived from ``input_path``).
         extra: further top-level report fields (``onfh demo`` adds the truth).
         series_uid: DICOM series to read when ``input_path`` is a folder holding several.
+        ensemble: an :class:`onfh.ensemble.Ensemble` for the ratio interval and grade
+            probabilities (``None``: not measured).
     """
     import SimpleITK as sitk
 
@@ -198,7 +209,13 @@ def segment_case(
     result = segmenter.segment(image, progress=lambda stage, f: report(stage, 0.05 + 0.85 * f))
     label_array = sitk.GetArrayViewFromImage(result.label)
     grade = grade_label_map(label_array, image.GetSpacing())
-    hips = hip_reports(result.heads, image.GetSpacing(), result.label)
+    interval_start = time.perf_counter()
+    uncertainty = {}
+    if ensemble is not None:
+        report("interval", 0.88)
+        uncertainty = ensemble.measure(image, result.heads, grade.ratio)
+    interval_s = time.perf_counter() - interval_start
+    hips = hip_reports(result.heads, image.GetSpacing(), result.label, uncertainty.pop("per_head", None))
     kerboul_start = time.perf_counter()
     kerboul = kerboul_report(result.label)
     kerboul_s = time.perf_counter() - kerboul_start
@@ -214,6 +231,8 @@ def segment_case(
             write_image_atomic(result.label, paths["label_map"])
             written.append(paths["label_map"])
         timings = {"read_s": round(read_s, 4), **result.timings_s, "kerboul_s": round(kerboul_s, 4)}
+        if ensemble is not None:
+            timings["interval_s"] = round(interval_s, 4)
         timings["write_s"] = round(time.perf_counter() - write_start, 4)
         timings["total_s"] = round(time.perf_counter() - start, 4)
         case_json = case_report(
@@ -225,6 +244,7 @@ def segment_case(
             timings_s=timings,
             head_centre_mm=[round(v, 3) for v in result.head_centre_mm],
             kerboul=kerboul,
+            **uncertainty,
             outputs={key: path.name for key, path in paths.items()},
             **({"hips": hips} if hips else {}),
             **(extra or {}),
@@ -239,9 +259,10 @@ def segment_case(
     return case_json
 
 
-def hip_reports(heads: list, spacing_mm, label=None) -> list[dict[str, Any]] | None:
-    """Per-side volumes, ratio, grade (and Kerboul angles, given the ``label`` image) when a
-    bilateral scan showed two heads, else ``None``.
+def hip_reports(heads: list, spacing_mm, label=None, intervals=None) -> list[dict[str, Any]] | None:
+    """Per-side volumes, ratio, grade (Kerboul angles given the ``label`` image, interval and
+    grade probabilities given the ensemble's ``intervals``) when a bilateral scan showed two
+    heads, else ``None``.
 
     The top-level report grades all head voxels together (as ``onfh grade`` does for the
     label file); a surgeon needs each hip on its own.
@@ -261,6 +282,8 @@ def hip_reports(heads: list, spacing_mm, label=None) -> list[dict[str, Any]] | N
         }
         if kerboul:
             hip["kerboul"] = kerboul[number]
+        if intervals and intervals[number] is not None:
+            hip.update(intervals[number].to_report())
         if head.check is not None:
             flag_low_confidence(hip, {"passed": head.check.passed, "summary": head.check.summary()})
         hips.append(hip)
@@ -276,6 +299,8 @@ def _hips_text(case_json: dict) -> str:
 
 
 def _summary_row(case: str, input_path: str, case_json: dict | None, seconds: float, error: str = "") -> dict:
+    from onfh.ratio_interval import probabilities_text
+
     row = dict.fromkeys(SUMMARY_COLUMNS, "")
     row.update(case=case, input=input_path, seconds=f"{seconds:.2f}")
     if case_json is None:
@@ -284,12 +309,15 @@ def _summary_row(case: str, input_path: str, case_json: dict | None, seconds: fl
     ratio = case_json.get("necrosis_ratio")
     passed = (case_json.get("quality") or {}).get("passed", True)
     kerboul = case_json.get("kerboul") or {}
+    interval = case_json.get("necrosis_ratio_interval")
     row.update(
         status="ok" if passed else "low_confidence",
         femoral_head_volume_ml=f"{case_json['femoral_head_volume_ml']:.3f}",
         necrosis_volume_ml=f"{case_json['necrosis_volume_ml']:.3f}",
         necrosis_ratio="" if ratio is None else f"{ratio:.4f}",
         steinberg_grade=case_json.get("steinberg_grade") or "",
+        necrosis_ratio_interval="" if not interval else f"{interval[0]:.4f}-{interval[1]:.4f}",
+        grade_probabilities=probabilities_text(case_json.get("grade_probabilities")),
         borderline=str(bool(case_json.get("borderline"))).lower(),
         combined_necrotic_angle_deg=kerboul.get("combined_angle_deg", ""),
         kerboul_grade=kerboul.get("grade", ""),
@@ -334,7 +362,14 @@ def _check_cases(inputs: list[str], outdir: Path, label_map: bool) -> list[str]:
 def _format_result(case: str, case_json: dict) -> str:
     ratio = case_json.get("necrosis_ratio")
     ratio_text = "n/a" if ratio is None else f"{100 * ratio:.1f} %"
+    from onfh.ratio_interval import probabilities_text
+
     grade = case_json.get("steinberg_grade") or "n/a"
+    interval = case_json.get("necrosis_ratio_interval")
+    if interval:
+        ratio_text += f" (90 % interval {100 * interval[0]:.1f}-{100 * interval[1]:.1f} %)"
+    if case_json.get("grade_probabilities"):
+        grade += f" ({probabilities_text(case_json['grade_probabilities'])})"
     flag = " (borderline)" if case_json.get("borderline") else ""
     quality = case_json.get("quality") or {}
     if not quality.get("passed", True):
@@ -360,6 +395,11 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress, len(args.inputs))
     progress.update("load_model", 0.0)
     segmenter, folder, device_text = load_segmenter(args.model, args.device)
+    ensemble = None
+    if not args.no_interval:
+        from onfh.ensemble import load_ensemble
+
+        ensemble = load_ensemble(folder, segmenter.model, segmenter.device)
     outdir.mkdir(parents=True, exist_ok=True)
     progress.message(f"model {folder.id} ({folder.sha256[:12]}) on {device_text}")
     rows: list[dict] = []
@@ -378,6 +418,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress.update,
                 case=case,
                 series_uid=args.series,
+                ensemble=ensemble,
             )
         except (OnfhError, MemoryError, OSError, RuntimeError, ValueError) as error:
             # One bad case must not stop a batch of hundreds: report it and go on.
