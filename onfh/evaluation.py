@@ -301,11 +301,36 @@ def evaluate_case(pair: CasePair) -> tuple[dict, list[str]]:
             warnings.append(f"{pair.case_id}: no {side} grade ({result.reason})")
     graded = row["true_grade"] is not None
     row["grade_match"] = (row["true_grade"] == row["pred_grade"]) if graded else None
+    row.update(_interval_fields(pair, row["true_ratio"]))
     for side, labels in (("true", truth_labels), ("pred", predicted_labels)):
         kerboul = kerboul_report(labels)
         row[f"{side}_kerboul_deg"] = None if kerboul is None else kerboul["combined_angle_deg"]
         row[f"{side}_kerboul_grade"] = None if kerboul is None else kerboul["grade"]
     return row, warnings
+
+
+def _interval_fields(pair: CasePair, true_ratio: float | None) -> dict:
+    """The interval ``onfh segment`` stated for this prediction (its ``<case>.json`` beside
+    the segmentation) and whether it holds the true ratio; empty without such a report."""
+    import json
+
+    report_path = Path(pair.prediction_path).parent / f"{pair.case_id}.json"
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    interval = report.get("necrosis_ratio_interval") if isinstance(report, dict) else None
+    if not interval or true_ratio is None:
+        return {}
+    uncertainty = report.get("uncertainty") or {}
+    return {
+        "pred_ratio_low": interval[0],
+        "pred_ratio_high": interval[1],
+        "interval_holds_truth": bool(interval[0] <= true_ratio <= interval[1]),
+        "reported_ratio": report.get("necrosis_ratio"),
+        "member_sd": uncertainty.get("member_sd"),
+        "sd_scale": uncertainty.get("sd_scale"),
+    }
 
 
 def evaluate_pairs(pairs: Sequence[CasePair]) -> tuple[list[dict], list[str]]:
@@ -389,6 +414,33 @@ def _kerboul_summary(rows: Sequence[dict]) -> dict:
     }
 
 
+def _interval_summary(rows: Sequence[dict]) -> dict:
+    """How often the stated 90 % interval held the true ratio, and the ``sd_scale`` that
+    would have made it hold in 90 % of these cases (fit it on one set, check on another)."""
+    from onfh.ratio_interval import sd_scale_for_coverage
+
+    stated = [r for r in rows if r.get("status") == "ok" and r.get("interval_holds_truth") is not None]
+    if not stated:
+        return {"n": 0}
+    widths = [r["pred_ratio_high"] - r["pred_ratio_low"] for r in stated]
+    fitted = [r for r in stated if r.get("member_sd") and r.get("reported_ratio") is not None]
+    needed = sd_scale_for_coverage(
+        [r["reported_ratio"] - r["true_ratio"] for r in fitted],
+        [r["member_sd"] * (r.get("sd_scale") or 1.0) for r in fitted],
+    )
+    scales = sorted({r.get("sd_scale") for r in stated if r.get("sd_scale") is not None})
+    return {
+        "n": len(stated),
+        "coverage": sum(1 for r in stated if r["interval_holds_truth"]) / len(stated),
+        "stated_level": 0.9,
+        "median_width": float(np.median(widths)),
+        "sd_scale_used": scales,
+        "sd_scale_for_90_percent": None
+        if not fitted
+        else float(needed) * (scales[0] if len(scales) == 1 else 1.0),
+    }
+
+
 def _natural_key(value) -> tuple:
     text = str(value)
     return (0, int(text), "") if text.isdigit() else (1, 0, text)
@@ -435,6 +487,7 @@ def summarize(rows: Sequence[dict], group_by: Sequence[str] = ()) -> dict:
         "grading": _grading_summary(evaluated),
         "ratio_agreement": _ratio_summary(evaluated),
         "kerboul_agreement": _kerboul_summary(evaluated),
+        "interval_calibration": _interval_summary(evaluated),
         "reference_study": REFERENCE_STUDY,
     }
     if any(r.get("fold") is not None for r in rows):
