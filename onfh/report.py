@@ -88,3 +88,31 @@ def flag_low_confidence(report: dict, quality: dict) -> dict:
             report["grade_probabilities"] = None
         report["reason"] = quality.get("summary") or "low confidence"
     return report
+
+
+def result_text(report: object) -> str:
+    """One line for a front end: grade with its probabilities, ratio with its interval, Kerboul.
+
+    ``"Grade B (B 82 %; A 18 %), ratio 17.3 % (90 % interval 14.1-20.5 %), Kerboul 215° (grade 2)"``;
+    reads an ``onfh segment`` report defensively (older reports lack the newer fields) and
+    gives ``""`` for anything that is not a report.
+    """
+    from onfh.ratio_interval import probabilities_text
+
+    if not isinstance(report, dict) or "necrosis_ratio" not in report:
+        return ""
+    grade = report.get("steinberg_grade")
+    parts = [f"Grade {grade}" if grade else "No grade"]
+    if grade and isinstance(report.get("grade_probabilities"), dict):
+        parts[0] += f" ({probabilities_text(report['grade_probabilities'])})"
+    ratio = report.get("necrosis_ratio")
+    if isinstance(ratio, (int, float)):
+        text = f"ratio {100 * ratio:.1f} %"
+        interval = report.get("necrosis_ratio_interval")
+        if isinstance(interval, (list, tuple)) and len(interval) == 2:
+            text += f" (90 % interval {100 * interval[0]:.1f}-{100 * interval[1]:.1f} %)"
+        parts.append(text)
+    kerboul = report.get("kerboul")
+    if isinstance(kerboul, dict) and "combined_angle_deg" in kerboul:
+        parts.append(f"Kerboul {kerboul['combined_angle_deg']:.0f}° (grade {kerboul.get('grade')})")
+    return ", ".join(parts)
