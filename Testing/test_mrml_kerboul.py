@@ -17,7 +17,7 @@ from conftest import set_segment_mask
 from test_kerboul import ANTEROSUPERIOR, SUPERIOR, cap_phantom, oblique
 
 from onfh.kerboul import combined_necrotic_angle
-from onfh.mrml.grading import LiveGrader, panel_text
+from onfh.mrml.grading import TABLE_COLUMNS, LiveGrader, grade_table_row, panel_text
 from onfh.mrml.kerboul import compute_kerboul
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -76,6 +76,9 @@ def test_live_grader_shows_the_angle_and_follows_edits(a_scene, cap_scene):
     update = grader.recompute()
     assert update.kerboul["grade"] == combined_necrotic_angle(cap_scene[3]).grade
     assert "°" in panel_text(update)["kerboul"] and "risk" in panel_text(update)["kerboul"]
+    row = dict(zip([name for name, _ in TABLE_COLUMNS], grade_table_row("caps", update)))
+    assert row["Kerboul angle (deg)"] == update.kerboul["combined_angle_deg"]
+    assert row["Kerboul grade"] == str(update.kerboul["grade"])
     superior = sitk.GetArrayFromImage(cap_phantom(oblique(), SUPERIOR, 70.0)) == 2
     set_segment_mask(a_scene, node, necrosis_id, superior, volume)
     larger = grader.recompute().kerboul

@@ -350,6 +350,8 @@ TABLE_COLUMNS = (
     ("Necrotic ratio (%)", "double"),
     ("Steinberg grade", "string"),
     ("Borderline", "string"),
+    ("Kerboul angle (deg)", "double"),
+    ("Kerboul grade", "string"),
     ("Note", "string"),
 )
 
@@ -358,7 +360,9 @@ def grade_table_row(segmentation_name: str, update: GradeUpdate) -> list:
     """One table row (values in ``TABLE_COLUMNS`` order) for a grading update."""
     result = update.result
     if result is None:
-        return [segmentation_name, float("nan"), float("nan"), float("nan"), "", "", update.error or ""]
+        nan = float("nan")
+        return [segmentation_name, nan, nan, nan, "", "", nan, "", update.error or ""]
+    kerboul = update.kerboul or {}
     return [
         segmentation_name,
         result.head_volume_ml,
@@ -366,6 +370,8 @@ def grade_table_row(segmentation_name: str, update: GradeUpdate) -> list:
         float("nan") if result.ratio is None else 100.0 * result.ratio,
         result.grade or "",
         "yes" if result.borderline else "no",
+        kerboul.get("combined_angle_deg", float("nan")),
+        str(kerboul.get("grade", "")),
         result.reason or "",
     ]
 
