@@ -60,6 +60,7 @@ def test_agreeing_members_give_a_narrow_interval_holding_the_true_ratio(directio
     probabilities = fields["grade_probabilities"]
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-3)
     assert fields["per_head"][0].low <= ratio <= fields["per_head"][0].high
+    assert fields["uncertainty"]["calibrated"] is False  # the threshold config states no sd_scale
 
 
 def test_disagreeing_networks_widen_the_interval():

@@ -161,6 +161,9 @@ class Ensemble:
             "member_ratios": [round(float(r), 4) for r in member_ratios],
             "member_sd": round(interval.member_sd, 5),
             "sd_scale": self.sd_scale,
+            # False: model.json states no factor measured on held-out data, so the members'
+            # raw spread is used and the "90 %" interval is known to be too narrow.
+            "calibrated": "sd_scale" in (self.config.get("uncertainty") or {}),
             "sd": round(interval.sd, 5),
         }
 
