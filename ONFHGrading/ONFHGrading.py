@@ -211,6 +211,7 @@ class ONFHGradingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.headVolumeLabel.text = text["head"]
         self.ui.necrosisVolumeLabel.text = text["necrosis"]
         self.ui.ratioLabel.text = text["ratio"]
+        self.ui.kerboulLabel.text = text["kerboul"]
         self.ui.statusLabel.text = text["status"]
         self.ui.borderlineLabel.setVisible(bool(text["borderline"]))
         if update is not None:

@@ -256,7 +256,8 @@ class ONFHSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.progressBar.value = 100
                 name = outcome.segmentation_node.GetName()
                 warning = job.quality_warning()
-                self.ui.statusLabel.text = f"Done: '{name}'.{kept}" + (f" {warning}." if warning else "")
+                notes = "".join(f" {text}." for text in (job.result_text(), warning) if text)
+                self.ui.statusLabel.text = f"Done: '{name}'.{kept}{notes}"
             if warning:
                 slicer.util.warningDisplay(
                     f"{warning}.\nCheck the segments of '{name}' before using the grade.",

@@ -157,6 +157,18 @@ def test_end_to_end_report(study, tmp_path, capsys):
         np.mean([rows[c]["pred_ratio"] - rows[c]["true_ratio"] for c in cases])
     )
 
+    # Kerboul angles: identical labels agree, a missed lesion has none, a deeper cap a larger one.
+    for case in ("hip_a", "hip_d"):
+        assert rows[case]["pred_kerboul_deg"] == rows[case]["true_kerboul_deg"]
+    half_angle_deg = np.degrees(np.arccos(1 - 0.35))  # cap of depth 0.35 radius: 4 half-angles
+    assert rows["hip_a"]["true_kerboul_deg"] == pytest.approx(4 * half_angle_deg, abs=15.0)
+    assert rows["hip_f"]["pred_kerboul_deg"] == 0.0 and rows["hip_f"]["pred_kerboul_grade"] == 1
+    assert rows["hip_c"]["pred_kerboul_deg"] > rows["hip_c"]["true_kerboul_deg"] + 40.0
+    kerboul = summary["kerboul_agreement"]
+    differences = [rows[c]["pred_kerboul_deg"] - rows[c]["true_kerboul_deg"] for c in cases]
+    assert kerboul["n"] == 5 and kerboul["bias_deg"] == pytest.approx(np.mean(differences))
+    assert "Kerboul angle" in captured.out
+
     # The console shows the study's table next to the reference figures.
     assert "reference study (n=63 hips)" in captured.out
     assert "0.95 (0.95-0.96)" in captured.out and "59/63 (93.7 %)" in captured.out
@@ -372,3 +384,31 @@ def test_bad_inputs_fail_with_one_line_and_no_report(study, tmp_path, capsys):
     assert run_cli("--pred", study["pred_dir"], "--truth", study["truth_dir"], "-o", out) == 2
     assert "label values" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_interval_coverage_is_read_from_the_segment_reports(tmp_path, capsys):
+    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
+    for case, depth in (("hip_a", 0.35), ("hip_b", 0.65)):
+        write_labels(hip_labels(depth), truth_dir / f"{case}.nii.gz")
+        write_labels(hip_labels(depth), pred_dir / f"{case}.seg.nrrd")
+    true_a = grade_label_map(hip_labels(0.35), SPACING_XYZ_MM).ratio
+    true_b = grade_label_map(hip_labels(0.65), SPACING_XYZ_MM).ratio
+    reports = {
+        "hip_a": (true_a, [true_a - 0.01, true_a + 0.01]),  # holds the truth
+        "hip_b": (true_b + 0.05, [true_b + 0.03, true_b + 0.07]),  # misses it by 0.03
+    }
+    for case, (ratio, interval) in reports.items():
+        report = {
+            "necrosis_ratio": ratio,
+            "necrosis_ratio_interval": interval,
+            "uncertainty": {"member_sd": 0.01 / 1.6449, "sd_scale": 1.0},
+        }
+        (pred_dir / f"{case}.json").write_text(json.dumps(report))
+    out = tmp_path / "report"
+    assert run_cli("--pred", pred_dir, "--truth", truth_dir, "-o", out) == 0
+    summary = json.loads((out / "report.json").read_text())["summary"]["interval_calibration"]
+    assert summary["n"] == 2 and summary["coverage"] == 0.5
+    assert summary["median_width"] == pytest.approx(0.03)
+    # hip_a needs no spread, hip_b 5x its own (error 0.05 over 0.01): 90th percentile of 0 and 5
+    assert summary["sd_scale_for_90_percent"] == pytest.approx(0.9 * 5, rel=1e-3)
+    assert "holds the truth in 1/2" in capsys.readouterr().out

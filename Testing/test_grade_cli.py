@@ -54,7 +54,8 @@ def test_grade_seg_nrrd_table(labels_nifti, tmp_path):
     write_seg_nrrd(sitk.ReadImage(str(path)), seg)
     done = onfh("grade", seg)
     assert done.returncode == 0, done.stderr
-    assert "Steinberg extent" in done.stdout and done.stdout.split()[-1] == "C"
+    steinberg = next(line for line in done.stdout.splitlines() if line.startswith("Steinberg extent"))
+    assert steinberg.split()[-1] == "C"
     assert f"{100 * np.count_nonzero(labels == 2) / np.count_nonzero(labels):.1f} %" in done.stdout
 
 
@@ -67,6 +68,20 @@ def test_grade_with_reference_image(labels_nifti, tmp_path):
     report = json.loads(done.stdout)
     assert report["input"]["path"] == str(reference)
     assert report["resampled_to_image"] is False
+
+
+def test_grade_reports_the_kerboul_angle_of_an_oblique_cap_phantom(tmp_path):
+    from test_kerboul import SUPERIOR, cap_phantom, oblique
+
+    path = tmp_path / "cap_label.nii.gz"
+    sitk.WriteImage(cap_phantom(oblique(), SUPERIOR, 55.0), str(path))
+    done = onfh("grade", path, "--json")
+    assert done.returncode == 0, done.stderr
+    kerboul = json.loads(done.stdout)["kerboul"]
+    assert kerboul["combined_angle_deg"] == pytest.approx(4 * 55.0, abs=10.0)
+    assert kerboul["grade"] == 2 and kerboul["risk"] == "moderate"
+    table = onfh("grade", path)
+    assert "Kerboul grade" in table.stdout and "moderate risk" in table.stdout
 
 
 @pytest.mark.parametrize(

@@ -204,6 +204,8 @@ def test_state_on_cpu_keeps_aliases_of_non_cpu_tensors():
     finally:
         torch.Tensor.cpu = original
     assert len(copies) == 2 and result["a.weight"] is result["b.weight"] and result["step"] == 3
+
+
 def test_without_the_onnx_package_training_output_keeps_model_pt_and_warns(tmp_path, monkeypatch):
     import sys
 

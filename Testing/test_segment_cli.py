@@ -21,6 +21,7 @@ from model_fixtures import DIRECTIONS, phantom, tiny_model_dir  # noqa: F401 (fi
 from onfh.cli import main
 from onfh.metrics import dice
 from onfh.modelfolder import file_sha256
+from onfh.report import kerboul_report
 from onfh.segfile import read_segmentation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +93,8 @@ def test_segment_writes_outputs_on_the_input_grid(tiny_model_dir, tmp_path, caps
     assert report["femoral_head_volume_ml"] == pytest.approx(
         segmentation.head_mask.sum() * np.prod(image.GetSpacing()) / 1000.0
     )
+    assert report["kerboul"] == kerboul_report(segmentation.image)
+    assert report["kerboul"]["grade"] in (1, 2, 3, 4)
     # The fixture's head is an ellipsoid of 12-19 mm semi-axes, smaller and less round than
     # any femoral head: the sphere check must withhold the grade and say why.
     assert report["steinberg_grade"] is None
@@ -100,6 +103,7 @@ def test_segment_writes_outputs_on_the_input_grid(tiny_model_dir, tmp_path, caps
     rows = list(csv.DictReader((out / "summary.csv").open()))
     summary = [(r["case"], r["status"], r["steinberg_grade"]) for r in rows]
     assert summary == [("hip_left", "low_confidence", "")]
+    assert float(rows[0]["combined_necrotic_angle_deg"]) == report["kerboul"]["combined_angle_deg"]
     assert "hip_left: head" in capsys.readouterr().out
 
 
@@ -252,6 +256,30 @@ def test_bilateral_heads_are_graded_per_side_in_report_and_summary():
     case_json = {**combined, "hips": hips, "outputs": {"segmentation": "a.seg.nrrd", "report": "a.json"}}
     row = _summary_row("a", "a.nii.gz", case_json, 1.0)
     assert row["hips"] == "left C 40.0 %; right A 5.0 %"
+
+
+def test_bilateral_heads_get_their_own_kerboul_angles():
+    from test_kerboul import SUPERIOR, cap_phantom
+
+    from onfh.commands.segment import hip_reports
+    from onfh.inference import HeadResult
+
+    right = cap_phantom(np.eye(3), SUPERIOR, 40.0, centre_mm=np.array([-80.0, 0.0, 0.0]))
+    left = cap_phantom(np.eye(3), SUPERIOR, 65.0, centre_mm=np.array([80.0, 0.0, 0.0]))
+    both = sitk.Image([int(160 / 0.8) + 80, right.GetSize()[1], right.GetSize()[2]], sitk.sitkUInt8)
+    both.SetSpacing(right.GetSpacing())
+    both.SetOrigin(right.GetOrigin())
+    both = sitk.Paste(both, right, right.GetSize(), [0, 0, 0], [0, 0, 0])
+    start = both.TransformPhysicalPointToIndex(left.GetOrigin())
+    both = sitk.Paste(both, left, left.GetSize(), [0, 0, 0], list(start))
+    heads = [
+        HeadResult((80.0, 0.0, 0.0), (80.0, 0.0, 0.0), head_voxels=1000, necrosis_voxels=400, side="left"),
+        HeadResult((-80.0, 0.0, 0.0), (-80.0, 0.0, 0.0), head_voxels=1000, necrosis_voxels=50, side="right"),
+    ]
+    hips = hip_reports(heads, both.GetSpacing(), both)
+    assert hips[0]["kerboul"]["combined_angle_deg"] == pytest.approx(260.0, abs=10.0)
+    assert hips[1]["kerboul"]["combined_angle_deg"] == pytest.approx(160.0, abs=10.0)
+    assert kerboul_report(both)["combined_angle_deg"] in {h["kerboul"]["combined_angle_deg"] for h in hips}
 
 
 def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, prefix: str) -> None:

@@ -4,7 +4,8 @@ Builds a real MRML segmentation (slicer-core) whose two segments cover the whole
 512x512x300 grid extent (the worst case: Slicer normally crops labelmaps to their
 content) and times ``onfh.mrml.grading.compute_grade``, the call the panel makes after
 each edit, in both layouts the Segment Editor produces: one shared layer and two
-overlapping layers.
+overlapping layers; then ``onfh.mrml.kerboul.compute_kerboul``, which the live grader
+adds to each recompute.
 
     python benchmarks/bench_grading.py [--repeats 20]
 """
@@ -71,7 +72,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-    from onfh.mrml.grading import compute_grade
+    from onfh.mrml.grading import compute_grade, find_grading_segments
+    from onfh.mrml.kerboul import compute_kerboul
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}")
@@ -90,6 +92,16 @@ def main() -> None:
             f"{layout:12s} ({layers} layer(s)): median {statistics.median(times_ms):6.1f} ms, "
             f"max {max(times_ms):6.1f} ms over {args.repeats} recomputes "
             f"(ratio {result.ratio:.4f}, grade {result.grade})"
+        )
+        found = find_grading_segments(node)
+        kerboul_ms = []
+        for _ in range(max(3, args.repeats // 4)):
+            start = time.perf_counter()
+            kerboul = compute_kerboul(node, found["femoral_head"], found["necrosis"])
+            kerboul_ms.append(1000 * (time.perf_counter() - start))
+        print(
+            f"{'':12s} Kerboul angle: median {statistics.median(kerboul_ms):6.1f} ms, max "
+            f"{max(kerboul_ms):6.1f} ms ({kerboul.combined_angle_deg:.0f} deg, grade {kerboul.grade})"
         )
 
 

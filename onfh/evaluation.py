@@ -283,13 +283,16 @@ def _evaluate(pair: CasePair, per_hip: bool) -> tuple[list[dict], list[str]]:
     spacing_xyz_mm = truth_labels.GetSpacing()
     sides = bilateral_sides(truth_array, truth_labels) if per_hip else None
     if sides is None:
-        return [_measure(row, truth_array, predicted_array, spacing_xyz_mm, warnings)], warnings
+        row = _measure(row, truth_array, predicted_array, spacing_xyz_mm, warnings)
+        row.update(_interval_fields(pair, row["true_ratio"]))
+        return [_kerboul_fields(row, truth_array, predicted_array, truth_labels)], warnings
     rows = []
     for side, mask in sides:
         hip_row = {**row, "hip": side}
         name = f"{pair.case_id} ({side} hip)"
         truth_side, predicted_side = np.where(mask, truth_array, 0), np.where(mask, predicted_array, 0)
-        rows.append(_measure(hip_row, truth_side, predicted_side, spacing_xyz_mm, warnings, name))
+        hip_row = _measure(hip_row, truth_side, predicted_side, spacing_xyz_mm, warnings, name)
+        rows.append(_kerboul_fields(hip_row, truth_side, predicted_side, truth_labels))
     return rows, warnings
 
 
@@ -340,6 +343,43 @@ def _measure(row: dict, truth_array, predicted_array, spacing_xyz_mm, warnings: 
     graded = row["true_grade"] is not None
     row["grade_match"] = (row["true_grade"] == row["pred_grade"]) if graded else None
     return row
+
+
+def _kerboul_fields(row: dict, truth_array, predicted_array, reference: sitk.Image) -> dict:
+    """True and predicted Kerboul combined necrotic angle and grade of one label pair."""
+    from onfh.report import kerboul_report
+
+    for side, array in (("true", truth_array), ("pred", predicted_array)):
+        labels = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.uint8))
+        labels.CopyInformation(reference)
+        kerboul = kerboul_report(labels)
+        row[f"{side}_kerboul_deg"] = None if kerboul is None else kerboul["combined_angle_deg"]
+        row[f"{side}_kerboul_grade"] = None if kerboul is None else kerboul["grade"]
+    return row
+
+
+def _interval_fields(pair: CasePair, true_ratio: float | None) -> dict:
+    """The interval ``onfh segment`` stated for this prediction (its ``<case>.json`` beside
+    the segmentation) and whether it holds the true ratio; empty without such a report."""
+    import json
+
+    report_path = Path(pair.prediction_path).parent / f"{pair.case_id}.json"
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    interval = report.get("necrosis_ratio_interval") if isinstance(report, dict) else None
+    if not interval or true_ratio is None:
+        return {}
+    uncertainty = report.get("uncertainty") or {}
+    return {
+        "pred_ratio_low": interval[0],
+        "pred_ratio_high": interval[1],
+        "interval_holds_truth": bool(interval[0] <= true_ratio <= interval[1]),
+        "reported_ratio": report.get("necrosis_ratio"),
+        "member_sd": uncertainty.get("member_sd"),
+        "sd_scale": uncertainty.get("sd_scale"),
+    }
 
 
 def evaluate_pairs(pairs: Sequence[CasePair]) -> tuple[list[dict], list[str]]:
@@ -413,6 +453,51 @@ def _ratio_summary(rows: Sequence[dict]) -> dict:
     }
 
 
+def _kerboul_summary(rows: Sequence[dict]) -> dict:
+    """Agreement of the combined necrotic angle (prediction - truth, degrees) and its grade."""
+    pairs = [
+        (r.get("true_kerboul_deg"), r.get("pred_kerboul_deg"), r) for r in rows if r.get("status") == "ok"
+    ]
+    pairs = [(t, p, r) for t, p, r in pairs if t is not None and p is not None]
+    differences = np.array([p - t for t, p, _ in pairs], dtype=float)
+    matched = sum(1 for _, _, r in pairs if r["true_kerboul_grade"] == r["pred_kerboul_grade"])
+    return {
+        "n": len(pairs),
+        "bias_deg": float(differences.mean()) if len(pairs) else None,
+        "mean_absolute_difference_deg": float(np.abs(differences).mean()) if len(pairs) else None,
+        "median_absolute_difference_deg": float(np.median(np.abs(differences))) if len(pairs) else None,
+        "grade_matched": matched,
+        "definition": "combined necrotic angle (Ha et al. 2006) of the largest head, prediction - truth",
+    }
+
+
+def _interval_summary(rows: Sequence[dict]) -> dict:
+    """How often the stated 90 % interval held the true ratio, and the ``sd_scale`` that
+    would have made it hold in 90 % of these cases (fit it on one set, check on another)."""
+    from onfh.ratio_interval import sd_scale_for_coverage
+
+    stated = [r for r in rows if r.get("status") == "ok" and r.get("interval_holds_truth") is not None]
+    if not stated:
+        return {"n": 0}
+    widths = [r["pred_ratio_high"] - r["pred_ratio_low"] for r in stated]
+    fitted = [r for r in stated if r.get("member_sd") and r.get("reported_ratio") is not None]
+    needed = sd_scale_for_coverage(
+        [r["reported_ratio"] - r["true_ratio"] for r in fitted],
+        [r["member_sd"] * (r.get("sd_scale") or 1.0) for r in fitted],
+    )
+    scales = sorted({r.get("sd_scale") for r in stated if r.get("sd_scale") is not None})
+    return {
+        "n": len(stated),
+        "coverage": sum(1 for r in stated if r["interval_holds_truth"]) / len(stated),
+        "stated_level": 0.9,
+        "median_width": float(np.median(widths)),
+        "sd_scale_used": scales,
+        "sd_scale_for_90_percent": None
+        if not fitted
+        else float(needed) * (scales[0] if len(scales) == 1 else 1.0),
+    }
+
+
 def _natural_key(value) -> tuple:
     text = str(value)
     return (0, int(text), "") if text.isdigit() else (1, 0, text)
@@ -458,6 +543,8 @@ def summarize(rows: Sequence[dict], group_by: Sequence[str] = ()) -> dict:
         },
         "grading": _grading_summary(evaluated),
         "ratio_agreement": _ratio_summary(evaluated),
+        "kerboul_agreement": _kerboul_summary(evaluated),
+        "interval_calibration": _interval_summary(evaluated),
         "reference_study": REFERENCE_STUDY,
     }
     if any(r.get("fold") is not None for r in rows):

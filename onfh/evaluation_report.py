@@ -90,6 +90,30 @@ def study_table(summary: dict) -> list[tuple[str, str, str]]:
         else "n/a"
     )
     rows.append(("Ratio Bland-Altman", ba_text, "not reported"))
+    calibration = summary.get("interval_calibration") or {}
+    if calibration.get("n"):
+        held = round(calibration["coverage"] * calibration["n"])
+        scale = calibration.get("sd_scale_for_90_percent")
+        rows.append(
+            (
+                "Ratio 90 % interval",
+                f"holds the truth in {held}/{calibration['n']} ({100 * calibration['coverage']:.0f} %), "
+                f"median width {100 * calibration['median_width']:.1f} pts"
+                + ("" if scale is None else f"; sd_scale for 90 %: {scale:.2f}"),
+                "not reported",
+            )
+        )
+    kerboul = summary.get("kerboul_agreement") or {}
+    if kerboul.get("n"):
+        grades = f"grade {kerboul['grade_matched']}/{kerboul['n']}"
+        rows.append(
+            (
+                "Kerboul angle",
+                f"bias {kerboul['bias_deg']:+.1f} deg, mean |diff| "
+                f"{kerboul['mean_absolute_difference_deg']:.1f} deg; {grades}",
+                "not reported",
+            )
+        )
     return rows
 
 
@@ -230,7 +254,9 @@ CSV_COLUMNS = (
     "case", "hip", "fold", "status",
     *(f"{s}_{m}" for s in STRUCTURES for m in METRICS),
     "true_head_volume_ml", "pred_head_volume_ml", "true_necrosis_volume_ml", "pred_necrosis_volume_ml",
-    "true_ratio", "pred_ratio", "true_grade", "pred_grade", "grade_match", "resampled",
+    "true_ratio", "pred_ratio", "true_grade", "pred_grade", "grade_match",
+    "pred_ratio_low", "pred_ratio_high", "interval_holds_truth",
+    "true_kerboul_deg", "pred_kerboul_deg", "true_kerboul_grade", "pred_kerboul_grade", "resampled",
     "truth_path", "prediction_path",
 )  # fmt: skip
 

@@ -482,6 +482,15 @@ class SegmentJob:
         """The report's "Low confidence: <why>", if the engine's quality check failed."""
         return read_quality_warning(self.report_path)
 
+    def result_text(self) -> str:
+        """The report's grade, probabilities, ratio interval and Kerboul angle in one line."""
+        from onfh.report import result_text
+
+        try:
+            return result_text(json.loads(self.report_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return ""
+
     def cleanup(self) -> None:
         """Remove the temporary folder (input, outputs, logs)."""
         shutil.rmtree(self.folder, ignore_errors=True)

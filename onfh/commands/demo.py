@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
     from onfh.commands.segment import load_segmenter, segment_case
+    from onfh.ensemble import load_ensemble
     from onfh.errors import OnfhError
     from onfh.imageio import write_image_atomic, write_text_atomic
     from onfh.metrics import dice
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if earlier and not args.force:
         raise OnfhError(f"{outdir}: holds an earlier demo ({earlier[0].name}); add --force to replace it")
     segmenter, folder, device_text = load_segmenter(args.model, args.device, args.backend)
+    ensemble = load_ensemble(folder, segmenter.model, segmenter.device)
     print(f"Synthesising a hip MRI (seed {args.seed}) ...", flush=True)
     case = generate_case(args.seed)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         image=image,
         case=DEMO_CASE,
         extra={"truth": truth},
+        ensemble=ensemble,
     )
     predicted = sitk.ReadImage(str(outdir / f"{DEMO_CASE}.seg.nrrd"))
     predicted_array = sitk.GetArrayViewFromImage(predicted)

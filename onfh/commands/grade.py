@@ -34,6 +34,13 @@ def format_table(report: dict) -> str:
         "Necrotic ratio        " + ("     n/a" if ratio is None else f"{100 * ratio:8.1f} %"),
         "Steinberg extent      " + (f"{grade:>8}" if grade else "     n/a"),
     ]
+    kerboul = report.get("kerboul")
+    if kerboul:
+        lines += [
+            f"Kerboul angle         {kerboul['combined_angle_deg']:8.0f} deg "
+            f"(coronal {kerboul['coronal_angle_deg']:.0f} + sagittal {kerboul['sagittal_angle_deg']:.0f})",
+            f"Kerboul grade         {kerboul['grade']:>8} ({kerboul['risk']} risk of collapse, Ha 2006)",
+        ]
     if report.get("borderline"):
         lines.append(
             "Warning: ratio within 2 points of a grade cut-off (15 % / 30 %); check the lesion margin."
@@ -46,7 +53,7 @@ def format_table(report: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from onfh.grading import grade_masks
     from onfh.imageio import read_image
-    from onfh.report import case_report, input_info
+    from onfh.report import case_report, input_info, kerboul_report
     from onfh.segfile import read_segmentation
 
     reference = read_image(args.image) if args.image else None
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         segmentation=str(args.segmentation),
         segments=segmentation.segment_names,
         resampled_to_image=segmentation.resampled,
+        kerboul=kerboul_report(segmentation.image),
     )
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0

@@ -29,8 +29,12 @@ SUMMARY_COLUMNS = (
     "femoral_head_volume_ml",
     "necrosis_volume_ml",
     "necrosis_ratio",
+    "necrosis_ratio_interval",
     "steinberg_grade",
+    "grade_probabilities",
     "borderline",
+    "combined_necrotic_angle_deg",
+    "kerboul_grade",
     "quality",
     "hips",
     "seconds",
@@ -87,6 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     existing.add_argument(
         "--force", action="store_true", help="replace the results of cases OUTDIR already holds"
+    )
+    parser.add_argument(
+        "--no-interval",
+        action="store_true",
+        help="skip the ratio interval and grade probabilities (test-time augmentation: 8 more "
+        "segmenter passes per hip)",
     )
     parser.set_defaults(func=run)
 
@@ -202,6 +212,7 @@ def segment_case(
     case: str | None = None,
     extra: dict[str, Any] | None = None,
     series_uid: str | None = None,
+    ensemble=None,
 ) -> dict[str, Any]:
     """Segment one input and write its outputs; return the per-case JSON report.
 
@@ -220,12 +231,14 @@ def segment_case(
         case: case name (else derived from ``input_path``).
         extra: further top-level report fields (``onfh demo`` adds the truth).
         series_uid: DICOM series to read when ``input_path`` is a folder holding several.
+        ensemble: an :class:`onfh.ensemble.Ensemble` for the ratio interval and grade
+            probabilities (``None``: not measured).
     """
     import SimpleITK as sitk
 
     from onfh.grading import grade_label_map
     from onfh.imageio import case_name, write_image_atomic, write_text_atomic
-    from onfh.report import case_report, flag_low_confidence, input_info
+    from onfh.report import case_report, flag_low_confidence, input_info, kerboul_report
     from onfh.segfile import write_seg_nrrd
 
     report = progress or (lambda stage, fraction: None)
@@ -238,7 +251,16 @@ def segment_case(
     result = segmenter.segment(image, progress=lambda stage, f: report(stage, 0.05 + 0.85 * f))
     label_array = sitk.GetArrayViewFromImage(result.label)
     grade = grade_label_map(label_array, image.GetSpacing())
-    hips = hip_reports(result.heads, image.GetSpacing())
+    interval_start = time.perf_counter()
+    uncertainty = {}
+    if ensemble is not None:
+        report("interval", 0.88)
+        uncertainty = ensemble.measure(image, result.heads, grade.ratio)
+    interval_s = time.perf_counter() - interval_start
+    hips = hip_reports(result.heads, image.GetSpacing(), result.label, uncertainty.pop("per_head", None))
+    kerboul_start = time.perf_counter()
+    kerboul = kerboul_report(result.label)
+    kerboul_s = time.perf_counter() - kerboul_start
     report("write", 0.9)
     write_start = time.perf_counter()
     paths = output_paths(outdir, case, label_map)
@@ -250,7 +272,9 @@ def segment_case(
         if label_map:
             write_image_atomic(result.label, paths["label_map"])
             written.append(paths["label_map"])
-        timings = {"read_s": round(read_s, 4), **result.timings_s}
+        timings = {"read_s": round(read_s, 4), **result.timings_s, "kerboul_s": round(kerboul_s, 4)}
+        if ensemble is not None:
+            timings["interval_s"] = round(interval_s, 4)
         timings["write_s"] = round(time.perf_counter() - write_start, 4)
         timings["total_s"] = round(time.perf_counter() - start, 4)
         case_json = case_report(
@@ -261,6 +285,8 @@ def segment_case(
             device=device_text,
             timings_s=timings,
             head_centre_mm=[round(v, 3) for v in result.head_centre_mm],
+            kerboul=kerboul,
+            **uncertainty,
             outputs={key: path.name for key, path in paths.items()},
             **({"hips": hips} if hips else {}),
             **(extra or {}),
@@ -286,24 +312,31 @@ def whole_result_quality(result, spacing_mm) -> dict[str, Any]:
     return with_problems(result.quality, problems)
 
 
-def hip_reports(heads: list, spacing_mm) -> list[dict[str, Any]] | None:
-    """Per-side volumes, ratio and grade when a bilateral scan showed two heads, else ``None``.
+def hip_reports(heads: list, spacing_mm, label=None, intervals=None) -> list[dict[str, Any]] | None:
+    """Per-side volumes, ratio, grade (Kerboul angles given the ``label`` image, interval and
+    grade probabilities given the ensemble's ``intervals``) when a bilateral scan showed two
+    heads, else ``None``.
 
     The top-level report grades all head voxels together (as ``onfh grade`` does for the
     label file); a surgeon needs each hip on its own.
     """
     from onfh.grading import grade_from_voxel_counts
-    from onfh.report import flag_low_confidence
+    from onfh.report import flag_low_confidence, hip_kerboul_reports
 
     if len(heads) < 2:
         return None
     hips = []
-    for head in heads:
+    kerboul = hip_kerboul_reports(label, [h.centre_mm for h in heads]) if label is not None else []
+    for number, head in enumerate(heads):
         hip = {
             "side": head.side,
             "centre_mm": [round(v, 3) for v in head.centre_mm],
             **grade_from_voxel_counts(head.head_voxels, head.necrosis_voxels, spacing_mm).to_dict(),
         }
+        if kerboul:
+            hip["kerboul"] = kerboul[number]
+        if intervals and intervals[number] is not None:
+            hip.update(intervals[number].to_report())
         if head.check is not None:
             flag_low_confidence(hip, {"passed": head.check.passed, "summary": head.check.summary()})
         hips.append(hip)
@@ -319,6 +352,8 @@ def _hips_text(case_json: dict) -> str:
 
 
 def _summary_row(case: str, input_path: str, case_json: dict | None, seconds: float, error: str = "") -> dict:
+    from onfh.ratio_interval import probabilities_text
+
     row = dict.fromkeys(SUMMARY_COLUMNS, "")
     row.update(case=case, input=input_path, seconds=f"{seconds:.2f}")
     if case_json is None:
@@ -326,13 +361,19 @@ def _summary_row(case: str, input_path: str, case_json: dict | None, seconds: fl
         return row
     ratio = case_json.get("necrosis_ratio")
     passed = (case_json.get("quality") or {}).get("passed", True)
+    kerboul = case_json.get("kerboul") or {}
+    interval = case_json.get("necrosis_ratio_interval")
     row.update(
         status="ok" if passed else "low_confidence",
         femoral_head_volume_ml=f"{case_json['femoral_head_volume_ml']:.3f}",
         necrosis_volume_ml=f"{case_json['necrosis_volume_ml']:.3f}",
         necrosis_ratio="" if ratio is None else f"{ratio:.4f}",
         steinberg_grade=case_json.get("steinberg_grade") or "",
+        necrosis_ratio_interval="" if not interval else f"{interval[0]:.4f}-{interval[1]:.4f}",
+        grade_probabilities=probabilities_text(case_json.get("grade_probabilities")),
         borderline=str(bool(case_json.get("borderline"))).lower(),
+        combined_necrotic_angle_deg=kerboul.get("combined_angle_deg", ""),
+        kerboul_grade=kerboul.get("grade", ""),
         quality=(case_json.get("quality") or {}).get("summary", ""),
         hips=_hips_text(case_json),
         segmentation=case_json["outputs"]["segmentation"],
@@ -431,12 +472,22 @@ def _check_cases(inputs: list[str], outdir: Path, label_map: bool) -> list[str]:
 def _format_result(case: str, case_json: dict) -> str:
     ratio = case_json.get("necrosis_ratio")
     ratio_text = "n/a" if ratio is None else f"{100 * ratio:.1f} %"
+    from onfh.ratio_interval import probabilities_text
+
     grade = case_json.get("steinberg_grade") or "n/a"
+    interval = case_json.get("necrosis_ratio_interval")
+    if interval:
+        ratio_text += f" (90 % interval {100 * interval[0]:.1f}-{100 * interval[1]:.1f} %)"
+    if case_json.get("grade_probabilities"):
+        grade += f" ({probabilities_text(case_json['grade_probabilities'])})"
     flag = " (borderline)" if case_json.get("borderline") else ""
     quality = case_json.get("quality") or {}
     if not quality.get("passed", True):
         unchecked = case_json.get("unchecked_steinberg_grade")
         flag += f" [{quality['summary'].upper()}; the volumes would give {unchecked}]"
+    kerboul = case_json.get("kerboul")
+    if kerboul:
+        flag += f", Kerboul {kerboul['combined_angle_deg']:.0f}° (grade {kerboul['grade']})"
     if case_json.get("hips"):
         flag += f" | per hip: {_hips_text(case_json)}"
     return (
@@ -480,9 +531,14 @@ def run(args: argparse.Namespace) -> int:
     earlier = earlier_rows(outdir, to_run)
     rows: dict[str, dict] = {}
     failures = 0
+    ensemble = None
     if to_run:
         progress.update("load_model", 0.0)
         segmenter, folder, device_text = load_segmenter(args.model, args.device, args.backend)
+        if not args.no_interval:
+            from onfh.ensemble import load_ensemble
+
+            ensemble = load_ensemble(folder, segmenter.model, segmenter.device)
         progress.message(f"model {folder.id} ({folder.sha256[:12]}) on {device_text}")
     for input_path, case in zip(inputs, cases):
         if case not in to_run:
@@ -504,6 +560,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress.update,
                 case=case,
                 series_uid=args.series,
+                ensemble=ensemble,
             )
         except (OnfhError, MemoryError, OSError, RuntimeError, ValueError) as error:
             # One bad case must not stop a batch of hundreds: report it and go on.

@@ -253,6 +253,7 @@ class GradeUpdate:
     error: str | None
     head_id: str | None
     necrosis_id: str | None
+    kerboul: dict | None = None  # onfh.kerboul.KerboulResult.to_dict()
 
 
 class LiveGrader:
@@ -324,8 +325,12 @@ class LiveGrader:
         head_id, necrosis_id = resolve_segment_choice(
             self.head_id, self.necrosis_id, ids, find_grading_segments(self.node)
         )
+        from onfh.mrml.kerboul import compute_kerboul  # it imports this module
+
         try:
             update = GradeUpdate(compute_grade(self.node, head_id, necrosis_id), None, head_id, necrosis_id)
+            kerboul = compute_kerboul(self.node, head_id, necrosis_id)
+            update.kerboul = None if kerboul is None else kerboul.to_dict()
         except ValueError as error:
             update = GradeUpdate(None, str(error), head_id, necrosis_id)
         self.on_update(update)
@@ -345,6 +350,8 @@ TABLE_COLUMNS = (
     ("Necrotic ratio (%)", "double"),
     ("Steinberg grade", "string"),
     ("Borderline", "string"),
+    ("Kerboul angle (deg)", "double"),
+    ("Kerboul grade", "string"),
     ("Note", "string"),
 )
 
@@ -353,7 +360,9 @@ def grade_table_row(segmentation_name: str, update: GradeUpdate) -> list:
     """One table row (values in ``TABLE_COLUMNS`` order) for a grading update."""
     result = update.result
     if result is None:
-        return [segmentation_name, float("nan"), float("nan"), float("nan"), "", "", update.error or ""]
+        nan = float("nan")
+        return [segmentation_name, nan, nan, nan, "", "", nan, "", update.error or ""]
+    kerboul = update.kerboul or {}
     return [
         segmentation_name,
         result.head_volume_ml,
@@ -361,6 +370,8 @@ def grade_table_row(segmentation_name: str, update: GradeUpdate) -> list:
         float("nan") if result.ratio is None else 100.0 * result.ratio,
         result.grade or "",
         "yes" if result.borderline else "no",
+        kerboul.get("combined_angle_deg", float("nan")),
+        str(kerboul.get("grade", "")),
         result.reason or "",
     ]
 
@@ -405,6 +416,7 @@ def panel_text(update: GradeUpdate | None) -> dict[str, str]:
             "colour": "#9e9e9e",
             "status": message or "",
             "borderline": "",
+            "kerboul": "-",
         }
     result = update.result
     return {
@@ -415,7 +427,15 @@ def panel_text(update: GradeUpdate | None) -> dict[str, str]:
         "colour": colours.get(result.grade or "", "#9e9e9e"),
         "status": result.reason or "",
         "borderline": "yes" if result.borderline else "",
+        "kerboul": kerboul_text(update.kerboul),
     }
+
+
+def kerboul_text(kerboul: dict | None) -> str:
+    """``"215° (grade 2, moderate risk)"``, or ``"-"`` without a head."""
+    if not kerboul:
+        return "-"
+    return f"{kerboul['combined_angle_deg']:.0f}° (grade {kerboul['grade']}, {kerboul['risk']} risk)"
 
 
 def save_table_csv(table_node, path: str) -> None:
