@@ -126,6 +126,9 @@ def test_missing_weights_and_missing_folder_are_named(saved, tmp_path):
         (lambda c: c.update(sha256="abc"), "sha256"),
         (lambda c: c["onnx"]["segmenter"].update(file="../elsewhere.onnx"), r"onnx\.segmenter must be"),
         (lambda c: c["onnx"]["localiser"].update(sha256="0" * 63), r"onnx\.localiser must be"),
+        (lambda c: c.update(uncertainty={"sd_scale": 0}), r"uncertainty\.sd_scale must be"),
+        (lambda c: c.update(uncertainty={"sd_scale": "12"}), r"uncertainty\.sd_scale must be"),
+        (lambda c: c.update(uncertainty={"sd_scale": 2.0, "sdscale": 1}), "sdscale"),
     ],
 )
 def test_invalid_model_json_is_refused(saved, edit, message):

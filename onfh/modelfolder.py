@@ -41,12 +41,16 @@ _REQUIRED_KEYS = ("format", "id", "labels", "intensity", "localiser", "segmenter
 # ("patchsize") is an error rather than a silently used default. ``training`` is
 # provenance (free form); network sections are checked by ``network_kwargs``.
 KNOWN_KEYS: dict[str | None, frozenset[str]] = {
-    None: frozenset({*_REQUIRED_KEYS, "version", "created", "description", "training", "onnx"}),
+    None: frozenset(
+        {*_REQUIRED_KEYS, "version", "created", "description", "training", "onnx", "uncertainty"}
+    ),
     "intensity": frozenset({"method", "lower_percentile", "upper_percentile", "foreground_threshold"}),
     "localiser": frozenset(
         {"network", "spacing_mm", "input_size", "min_field_of_view_mm", "min_head_volume_mm3", "max_heads"}
     ),
     "segmenter": frozenset({"network", "spacing_mm", "patch_size", "crop_margin_mm"}),
+    # onfh.ensemble: the calibration factor of the ratio interval and how it was measured.
+    "uncertainty": frozenset({"sd_scale", "calibration"}),
 }
 
 
@@ -221,6 +225,9 @@ def validate_config(config: Any, where: str = MODEL_JSON, require_sha256: bool =
         raise OnfhError(f"{where}: segmenter.crop_margin_mm must be a number >= 0, got {margin!r}")
     if "onnx" in config:
         _validate_onnx_section(config["onnx"], where)
+    scale = (config.get("uncertainty") or {}).get("sd_scale", 1.0)
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale < 1000:
+        raise OnfhError(f"{where}: uncertainty.sd_scale must be a positive number, got {scale!r}")
     return config
 
 
