@@ -146,8 +146,8 @@ def test_broken_weights_and_unknown_model_keys_are_one_line(tiny_model_dir, tmp_
     for damage, phrase in (("tampered", "does not match model.json"), ("typo", "did you mean 'patch_size'")):
         model = tmp_path / damage
         shutil.copytree(tiny_model_dir, model)
-        if damage == "tampered":
-            with open(model / "model.pt", "r+b") as stream:
+        if damage == "tampered":  # the file the default (ONNX) backend reads
+            with open(model / "segmenter.onnx", "r+b") as stream:
                 stream.seek(200)
                 stream.write(b"\x00\x01\x02\x03")
         else:

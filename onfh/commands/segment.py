@@ -248,7 +248,7 @@ def segment_case(
     if image is None:
         image = read_input(input_path, series_uid)
     read_s = time.perf_counter() - start
-    result = segmenter.segment(image, progress=lambda stage, f: report(stage, 0.05 + 0.85 * f))
+    result = segmenter.segment(image, progress=lambda stage, f: report(stage, 0.05 + 0.8 * f))
     label_array = sitk.GetArrayViewFromImage(result.label)
     grade = grade_label_map(label_array, image.GetSpacing())
     interval_start = time.perf_counter()
