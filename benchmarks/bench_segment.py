@@ -4,8 +4,11 @@ Every run is a fresh child process, as the Slicer module starts one, so the figu
 include interpreter start, imports, model loading, reading, preprocessing, the networks,
 mapping back and writing. Three ways to segment the same image, in the same run:
 
-- ``onnx``: ``onfh segment`` on ONNX Runtime (the default; no torch, no MONAI);
-- ``torch``: ``onfh segment --backend torch`` (same weights in MONAI's DynUNet);
+- ``onnx``: ``onfh segment --no-interval`` on ONNX Runtime (the default backend; no torch,
+  no MONAI): segmentation and grade only, like the two below;
+- ``onnx+interval``: ``onfh segment`` as it runs by default, with the ratio interval's
+  8 extra segmenter passes per hip;
+- ``torch``: ``onfh segment --backend torch --no-interval`` (same weights in MONAI's DynUNet);
 - ``monai-sliding-window``: the naive MONAI recipe: resample the whole image to the
   segmenter's spacing, ``sliding_window_inference`` over all of it (Gaussian blending,
   25 % overlap), arg-max, nearest-neighbour back to the input grid, write.
@@ -40,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 GOAL_SECONDS = 2.5
 GOAL_PEAK_GB = 0.5
-METHODS = ("onnx", "torch", "monai-sliding-window")
+METHODS = ("onnx", "onnx+interval", "torch", "monai-sliding-window")
 
 
 def write_case(path: Path, seed: int) -> dict:
@@ -56,7 +59,9 @@ def child_command(method: str, image: Path, model: Path, outdir: Path, device: s
     if method == "monai-sliding-window":
         return [sys.executable, __file__, "--baseline-child", str(image), str(model), str(outdir)]
     command = [sys.executable, "-m", "onfh", "segment", str(image), "-o", str(outdir), "--model", str(model)]
-    return [*command, "--device", device, "--backend", method, "--progress", "none"]
+    backend, _, extra = method.partition("+")
+    command += ["--device", device, "--backend", backend, "--progress", "none"]
+    return command if extra == "interval" else [*command, "--no-interval"]
 
 
 def run_child(command: list[str], threads: int) -> tuple[float, float]:
