@@ -148,3 +148,19 @@ def test_bad_options_raise_clear_errors():
         generate_case(1, spacing_mm=(0.7, -1.0, 1.0), size=(96, 96, 72))
     with pytest.raises(ValueError, match="too small"):
         generate_case(1, spacing_mm=(0.5, 0.5, 0.5), size=(64, 64, 64))
+
+
+def test_a_tilted_bilateral_slab_too_thin_for_both_heads_is_planned_on_the_body_axes():
+    """Case 3 of cohort seed 3100 draws an oblique 120 mm slab that cannot hold two heads
+    ~200 mm apart; it used to stop the whole `onfh synth --bilateral` run."""
+    from onfh.synthetic.cohort import case_seed
+    from onfh.synthetic.phantom import untilted
+
+    tilted = np.array([[0.94, -0.2, 0.27], [0.25, 0.96, -0.1], [-0.24, 0.16, 0.96]])
+    assert np.array_equal(untilted(tilted), np.eye(3))
+    case = generate_case(case_seed(3100, 3), (1.4, 1.4, 1.0), (256, 256, 120), True)
+    direction = np.asarray(case.info["direction"]).reshape(3, 3)
+    assert np.array_equal(np.abs(direction), np.abs(np.round(direction)))  # axis-aligned
+    assert case.info["orientation"] in ("axial", "coronal")
+    heads = sitk.GetArrayFromImage(sitk.ConnectedComponent(case.label > 0))
+    assert heads.max() == 2  # both heads inside the field of view

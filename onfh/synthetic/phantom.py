@@ -89,6 +89,16 @@ def resolve_geometry(
     return spacing, dims
 
 
+def untilted(direction: np.ndarray) -> np.ndarray:
+    """The axis-aligned direction matrix nearest ``direction``: each column snapped to the
+    world axis it is closest to, keeping its sign (a tilt under 45 degrees is undone)."""
+    snapped = np.zeros((3, 3))
+    for column in range(3):
+        axis = int(np.argmax(np.abs(direction[:, column])))
+        snapped[axis, column] = np.sign(direction[axis, column])
+    return snapped
+
+
 def generate_case(
     seed: int,
     spacing_mm: tuple[float, float, float] | None = None,
@@ -140,7 +150,17 @@ def generate_case(
     patient = patient_frame(pose_rng, side)
     hips = sample_hips(streams, patient, body, side, float(ratio), bilateral, overrides)
     direction = direction_matrix(pose_rng, orientation)
-    grid = place_grid(pose_rng, dims, spacing, direction, patient, hips, bilateral)
+    try:
+        grid = place_grid(pose_rng, dims, spacing, direction, patient, hips, bilateral)
+    except ValueError:
+        if not bilateral or orientation != "oblique":
+            raise
+        # A tilted slab too thin to hold both heads (they lie ~200 mm apart): plan it on
+        # the body's axes, as a radiographer would. Only such cases change; others keep
+        # their geometry.
+        direction = untilted(direction)
+        orientation = "axial" if abs(direction[2, 2]) > 0.5 else "coronal"
+        grid = place_grid(pose_rng, dims, spacing, direction, patient, hips, bilateral)
 
     drawn_protocol = signal.sample_protocol(streams["protocol"])
     protocol = overrides.get("protocol") or drawn_protocol
