@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -76,6 +77,7 @@ def test_load_segment_correct_regrade_undo_save_in_chromium(tmp_path, capsys):
         # Segment for real: the grade appears.
         page.click("#onfh-segment")
         before = percent(wait_for_text(page, "onfh-ratio", lambda s: s.endswith("%"), 180))
+        assert re.fullmatch(r"\d+° \(grade [1-4], \w+ risk\)", text(page, "onfh-kerboul"))
         grade_before = text(page, "onfh-grade")
         assert grade_before in ("Grade A", "Grade B", "Grade C")
         if shots:

@@ -112,6 +112,7 @@ def _grade_card() -> None:
         _row("Femoral head", "head")
         _row("Necrosis", "necrosis")
         _row("Necrotic ratio", "ratio")
+        _row("Kerboul angle", "kerboul")
         html.Div(
             "Borderline: within 2 points of a cut-off", v_if=("onfh_borderline",), classes="text-warning"
         )
