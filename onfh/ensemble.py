@@ -23,10 +23,11 @@ from typing import Any, Callable
 import numpy as np
 import SimpleITK as sitk
 
+from onfh.modelfolder import MODEL_JSON, MODEL_WEIGHTS
 from onfh.ratio_interval import LEVEL, ratio_interval
+from onfh.training.folds import CROSSVAL_DIR
 
 SHIFT_MM = 2.0  # 1.6 voxels at the usual 1.25 mm: resampling changes, not only indices
-CROSSVAL_DIR = "crossval"
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def find_fold_folders(model_dir: str | Path) -> list[Path]:
     root = Path(model_dir) / CROSSVAL_DIR
     if not root.is_dir():
         return []
-    folders = [p for p in root.glob("fold_*") if (p / "model.json").is_file() and (p / "model.pt").is_file()]
+    folders = [p for p in root.glob("fold_*") if (p / MODEL_JSON).is_file() and (p / MODEL_WEIGHTS).is_file()]
     return sorted(folders, key=lambda p: (len(p.name), p.name))
 
 

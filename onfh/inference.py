@@ -455,31 +455,24 @@ class HeadAlternatives:
         (fewest failed checks, then most surface on a sphere), flagged; ``None`` without any."""
         taken = [np.asarray(c, dtype=float) for c in found]
         best = None
-
-        def keep(tried):
-            nonlocal best
+        for centre, source in self._centres(centre_mm, taken):
+            tried = self.attempt(centre, source)
+            if tried[3].passed:
+                return tried
             if best is None or _closeness(tried[3]) < _closeness(best[3]):
                 best = tried
-
-        if centre_mm is not None:
-            tried = self.attempt(np.asarray(centre_mm, dtype=float), "localiser")
-            if tried[3].passed:
-                return tried
-            keep(tried)
-            taken.append(np.asarray(centre_mm, dtype=float))
-        for number, candidate in enumerate(distinct(self.candidates, taken), start=2):
-            tried = self.attempt(candidate, f"localiser candidate {number}")
-            if tried[3].passed:
-                return tried
-            keep(tried)
-            taken.append(candidate)
-        for candidate in distinct(self._search(), taken):
-            tried = self.attempt(candidate, "whole-image search")
-            if tried[3].passed:
-                return tried
-            keep(tried)
-            taken.append(candidate)
+            taken.append(centre)
         return best
+
+    def _centres(self, centre_mm: np.ndarray | None, taken: list[np.ndarray]):
+        """``(centre, source)`` in the order to try, skipping centres near one in ``taken``
+        (which the caller extends as it goes); the whole-image search runs only if reached."""
+        if centre_mm is not None:
+            yield np.asarray(centre_mm, dtype=float), "localiser"
+        for number, candidate in enumerate(distinct(self.candidates, taken), start=2):
+            yield candidate, f"localiser candidate {number}"
+        for candidate in distinct(self._search(), taken):
+            yield candidate, "whole-image search"
 
     def _search(self) -> list[np.ndarray]:
         """Head centres found by the segmenter on crops tiling the whole image (computed once)."""
