@@ -130,6 +130,25 @@ def test_prepared_case_feeds_exactly_what_inference_feeds(a_dataset):
     np.testing.assert_allclose(centroid, [19.5] * 3, atol=1.0)
 
 
+def test_cases_prepared_in_processes_equal_those_prepared_one_by_one(a_dataset):
+    from onfh.training.data import prepare_cases
+
+    config = model_config(TINY)
+    cases = list_cases(a_dataset)
+    messages = []
+    serial = prepare_cases(cases, config, 32)
+    parallel = prepare_cases(cases, config, 32, report=messages.append, processes=2)
+    assert list(parallel) == list(serial) == [c.case_id for c in cases]
+    assert messages[-1].startswith(f"prepared {len(cases)}/{len(cases)} cases")
+    for case_id, case in serial.items():
+        other = parallel[case_id]
+        np.testing.assert_array_equal(other.localiser_image, case.localiser_image)
+        assert len(other.heads) == len(case.heads)
+        for mine, theirs in zip(case.heads, other.heads):
+            np.testing.assert_array_equal(theirs.image, mine.image)
+            np.testing.assert_array_equal(theirs.label, mine.label)
+
+
 def test_bilateral_case_gives_one_region_per_head(tmp_path):
     from onfh.training.data import prepare_case
 

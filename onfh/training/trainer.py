@@ -367,7 +367,7 @@ def _train_runs(plan, runs, config, init_state, parent, cases, device, context, 
         _say(
             context, f"training on {describe_device(device)} x {context.world_size}; {environment_summary()}"
         )
-    prepared = prepare_cases([cases_by_id[c] for c in needed], config, region)
+    prepared = prepare_cases([cases_by_id[c] for c in needed], config, region, processes=workers)
     megabytes = sum(case.nbytes for case in prepared.values()) / 1e6
     _say(context, f"prepared {len(prepared)} cases ({megabytes:.0f} MB cached, segmenter region {region}^3)")
     for run in runs:
