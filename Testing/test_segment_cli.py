@@ -295,6 +295,7 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, prefix:
         item.SetMetaData("0020|000e", series_uid)
         item.SetMetaData("0020|000d", "1.2.826.0.1.3680043.2.1125.1")
         item.SetMetaData("0008|0060", "MR")
+        item.SetMetaData("0020|0052", "1.2.826.0.1.3680043.2.1125.2")  # one frame of reference
         item.SetMetaData("0020|0037", orientation)
         item.SetMetaData(
             "0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, z)))
