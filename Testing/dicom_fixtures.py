@@ -12,7 +12,9 @@ import datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
+from model_fixtures import tiny_model_dir  # noqa: F401 (fixture)
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root for example UIDs
@@ -39,7 +41,7 @@ def write_mr_series(
     order = np.random.default_rng(seed).permutation(image.GetDepth())
     files = []
     for k in order.tolist():
-        sop_uid = generate_uid(UID_ROOT, entropy_srcs=[series_uid, str(k)])
+        sop_uid = slice_uid(series_uid, k)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
         meta.MediaStorageSOPInstanceUID = sop_uid
@@ -93,3 +95,64 @@ def write_mr_series(
         ds.save_as(path, enforce_file_format=True)
         files.append(path)
     return files
+
+
+def slice_uid(series_uid: str, k: int) -> str:
+    """The SOP Instance UID ``write_mr_series`` gives slice ``k`` (tests check the mapping with it)."""
+    from pydicom.uid import generate_uid
+
+    return generate_uid(UID_ROOT, entropy_srcs=[series_uid, str(k)])
+
+
+def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
+    """``dciodvfy PATH``: its Error lines and its Warning lines (printed for the log).
+
+    Skips the test when dicom3tools is not installed, unless ``ONFH_REQUIRE_DCIODVFY`` is
+    set (``.ci/run`` installs it and sets it: CI must not skip the validation silently).
+    """
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("dciodvfy") is None:
+        if os.environ.get("ONFH_REQUIRE_DCIODVFY"):
+            raise RuntimeError("ONFH_REQUIRE_DCIODVFY is set but dciodvfy (dicom3tools) is not installed")
+        pytest.skip("dciodvfy not installed (Debian: apt-get install dicom3tools)")
+    done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    lines = (done.stdout + done.stderr).splitlines()
+    errors = [line for line in lines if line.startswith("Error")]
+    warnings = [line for line in lines if line.startswith("Warning")]
+    print(f"dciodvfy {path.name}: {len(errors)} error(s), {len(warnings)} warning(s)")
+    for line in sorted(set(warnings)):
+        print("  ", line)
+    return errors, warnings
+
+
+PHANTOM_SERIES_UID = "1.2.826.0.1.3680043.8.498.4242"
+
+
+@pytest.fixture(scope="session")
+def segmented_dicom_case(tiny_model_dir, tmp_path_factory) -> dict:  # noqa: F811
+    """A phantom written as an MR series and run through ``onfh segment --label-map`` once.
+
+    Returns the paths (``series``, ``out`` and each output by its report key), the case
+    report and the phantom's image.
+    """
+    import json
+
+    from model_fixtures import DIRECTIONS, phantom
+
+    from onfh.cli import main
+
+    root = tmp_path_factory.mktemp("dicom_case")
+    image, _ = phantom(DIRECTIONS["oblique"], noise=8.0, seed=3)
+    series = root / "hip_mr"
+    write_mr_series(image, series, PHANTOM_SERIES_UID)
+    out = root / "out"
+    code = main(["segment", str(series), "-o", str(out), "--model", str(tiny_model_dir), "--label-map"])
+    assert code == 0
+    report = json.loads((out / "hip_mr.json").read_text())
+    paths = {key: out / name for key, name in report["outputs"].items()}
+    return {**paths, "series": series, "out": out, "case_json": report, "image": image}

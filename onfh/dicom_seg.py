@@ -169,6 +169,7 @@ def read_dicom_seg(path: str | os.PathLike):
         raise OnfhError(
             f"{p}: is a DICOM {name} ({sop_class or 'no SOP Class UID'}), not a DICOM Segmentation"
         )
+    _require_complete_pixel_data(dataset, p)
     try:
         seg = hd.seg.Segmentation.from_dataset(dataset, copy=False)
         kinds = _segment_kinds(seg)
@@ -195,6 +196,26 @@ def read_dicom_seg(path: str | os.PathLike):
         "other": kinds["other"],
     }
     return Segmentation(head, necrosis, label_image_of(head, necrosis, geometry), "DICOM SEG", names)
+
+
+def _require_complete_pixel_data(dataset, path: Path) -> None:
+    """Refuse a SEG whose (uncompressed) pixel data end before the size its header gives.
+
+    pydicom reads a cut file without complaint; the frames would fail later with a reshape
+    error that says nothing about a truncated copy.
+    """
+    if "PixelData" not in dataset:
+        raise OnfhError(f"{path}: DICOM Segmentation without pixel data")
+    if dataset.file_meta.TransferSyntaxUID.is_compressed:
+        return
+    bits = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("NumberOfFrames", 1))
+    expected_bytes = (bits * int(dataset.BitsAllocated) + 7) // 8
+    actual_bytes = len(dataset.PixelData)
+    if actual_bytes < expected_bytes:
+        raise OnfhError(
+            f"{path}: file is truncated or damaged (its pixel data hold {actual_bytes:,} of the "
+            f"{expected_bytes:,} bytes its header gives); copy it again"
+        )
 
 
 def _segment_kinds(seg) -> dict[str, list]:
