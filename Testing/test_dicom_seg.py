@@ -216,3 +216,36 @@ def test_a_seg_without_a_femoral_head_segment_is_refused(tmp_path, capfd):
         read_dicom_seg(tmp_path / "by_label.seg.dcm").head_mask.sum()
         == (sitk.GetArrayFromImage(truth) > 0).sum()
     )
+
+
+def test_a_fractional_seg_from_another_tool_counts_voxels_more_than_half_inside(tmp_path):
+    image, truth = phantom(DIRECTIONS["axial"], spacing_mm=(2.0, 2.0, 2.0), size=(40, 40, 30))
+    write_mr_series(image, tmp_path / "mr", PHANTOM_SERIES_UID)
+    grid = read_image(tmp_path / "mr")
+    labels = sitk.GetArrayFromImage(truth)
+    masks = segment_masks(labels).astype(np.float32)
+    masks[..., 0] = np.where(labels > 0, 0.8, 0.0)  # inside: 0.8; a faint halo around: 0.3
+    halo = sitk.GetArrayFromImage(
+        sitk.BinaryDilate(sitk.GetImageFromArray((labels > 0).astype(np.uint8)), [2] * 3)
+    )
+    masks[..., 0][(halo > 0) & (labels == 0)] = 0.3
+    from onfh.dicom_seg import segment_descriptions
+
+    seg = hd.seg.Segmentation(
+        source_images=source_datasets(tmp_path / "mr", grid),
+        pixel_array=masks,
+        segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
+        segment_descriptions=segment_descriptions(MODEL),
+        series_instance_uid=hd.UID(),
+        series_number=5,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="another tool",
+        manufacturer_model_name="x",
+        software_versions="1",
+        device_serial_number="1",
+    )
+    seg.save_as(tmp_path / "fractional.seg.dcm")
+    back = read_segmentation(tmp_path / "fractional.seg.dcm", reference=grid)
+    assert np.array_equal(back.head_mask, labels > 0)
+    assert np.array_equal(back.necrosis_mask, labels == 2)

@@ -179,9 +179,13 @@ def read_dicom_seg(path: str | os.PathLike):
         found = ", ".join(repr(n) for n in kinds["necrosis_names"] + kinds["other"]) or "none"
         raise OnfhError(f"{p}: no femoral head segment (segments found: {found})")
     numbers = kinds["femoral_head"] + kinds["necrosis"]
+    # A FRACTIONAL SEG (another tool's) counts where a voxel is more than half inside.
+    half = int(dataset.get("MaximumFractionalValue", 1)) / 2
     try:
-        volume = seg.get_volume(segment_numbers=numbers, combine_segments=False, dtype=np.uint8)
-        masks = np.asarray(volume.array) > 0
+        volume = seg.get_volume(
+            segment_numbers=numbers, combine_segments=False, dtype=np.uint8, rescale_fractional=False
+        )
+        masks = np.asarray(volume.array) > half
     except Exception as error:
         raise OnfhError(
             f"{p}: its frames do not form a 3D image grid or are damaged ({_short(error)})"
