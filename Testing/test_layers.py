@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINE_THIRD_PARTY = {"numpy", "SimpleITK", "torch", "monai", "onnx", "onnxruntime", "matplotlib", "onfh"}
+ENGINE_THIRD_PARTY = {
+    *("numpy", "SimpleITK", "torch", "monai", "onnx", "onnxruntime", "matplotlib", "onfh"),
+    *("highdicom", "pydicom"),  # DICOM SEG and SR (onfh/dicom_*.py)
+}
 HEAVY = {"torch", "monai", "onnx"}
 """Training-side libraries: imported at module level only by TORCH_SIDE files, else inside functions."""
 TORCH_SIDE = {"network.py", "runtime_torch.py", "onnx_export.py"}

@@ -295,6 +295,7 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, prefix:
         item.SetMetaData("0020|000e", series_uid)
         item.SetMetaData("0020|000d", "1.2.826.0.1.3680043.2.1125.1")
         item.SetMetaData("0008|0060", "MR")
+        item.SetMetaData("0020|0052", "1.2.826.0.1.3680043.2.1125.2")  # one frame of reference
         item.SetMetaData("0020|0037", orientation)
         item.SetMetaData(
             "0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, z)))
@@ -390,3 +391,70 @@ def test_installed_model_accuracy_on_unseen_synthetic_cases(tmp_path):
         necrosis_dice.append(dice(predicted.necrosis_mask, truth == 2))
     assert np.median(head_dice) >= 0.95, head_dice
     assert np.median(necrosis_dice) >= 0.85, necrosis_dice
+
+
+def test_dicom_outputs_follow_the_input_and_never_replace_earlier_ones(tiny_model_dir, tmp_path, capfd):  # noqa: F811
+    """A DICOM series gives .seg.dcm and .sr.dcm (NIfTI inputs cannot: see the first test);
+    --no-dicom leaves them out; an earlier .sr.dcm alone counts as a result; an output folder
+    that is the input series folder is refused (the SEG would join the source series)."""
+    from cli_checks import run_onfh, snapshot
+    from dicom_fixtures import PHANTOM_SERIES_UID, write_mr_series
+
+    image, _ = phantom(DIRECTIONS["axial"], noise=8.0, seed=7)
+    series = tmp_path / "hip"
+    write_mr_series(image, series, PHANTOM_SERIES_UID)
+    model = ["--model", tiny_model_dir]
+    outcome = run_onfh(capfd, "segment", series, "-o", tmp_path / "plain", "--no-dicom", *model)
+    assert outcome.code == 0, outcome.err
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == [
+        "hip.json",
+        "hip.seg.nrrd",
+        "summary.csv",
+    ]
+    assert "dicom_seg" not in json.loads((tmp_path / "plain" / "hip.json").read_text())["outputs"]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "hip.sr.dcm").write_bytes(b"a report the user keeps")
+    before = snapshot(out)
+    outcome = run_onfh(capfd, "segment", series, "-o", out, *model)
+    assert outcome.code == 2 and "already holds results" in outcome.err and "hip.sr.dcm" in outcome.err
+    assert snapshot(out) == before
+    outcome = run_onfh(capfd, "segment", series, "-o", out, "--force", *model)
+    assert outcome.code == 0, outcome.err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["hip.json", "hip.seg.dcm", "hip.seg.nrrd", "hip.sr.dcm", "summary.csv"]
+    assert (out / "hip.sr.dcm").read_bytes()[128:132] == b"DICM"
+
+    before = snapshot(series)
+    outcome = run_onfh(capfd, "segment", series, "-o", series, *model)
+    assert outcome.code == 2 and len(outcome.error_lines) == 1
+    assert "is a DICOM input folder" in outcome.error_lines[0] and "--no-dicom" in outcome.error_lines[0]
+    assert snapshot(series) == before
+
+
+def test_a_series_a_seg_cannot_reference_fails_before_segmenting_and_names_the_way_out(
+    tiny_model_dir,  # noqa: F811
+    tmp_path,
+    capfd,
+):
+    """Slices without a FrameOfReferenceUID (invalid for MR, but seen): one line naming the
+    attribute and --no-dicom, no outputs; with --no-dicom the case is segmented."""
+    import pydicom
+    from cli_checks import run_onfh
+
+    image, _ = phantom(DIRECTIONS["axial"], noise=8.0, seed=8)
+    series = tmp_path / "no_frame"
+    write_dicom_series(image, series, "1.2.826.0.1.3680043.2.1125.99", "s")
+    for path in series.iterdir():
+        dataset = pydicom.dcmread(path)
+        del dataset.FrameOfReferenceUID
+        dataset.save_as(path)
+    outcome = run_onfh(capfd, "segment", series, "-o", tmp_path / "out", "--model", tiny_model_dir)
+    assert outcome.code == 1 and len(outcome.error_lines) == 1
+    assert "FrameOfReferenceUID" in outcome.error_lines[0] and "--no-dicom" in outcome.error_lines[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("no_frame*"))
+    outcome = run_onfh(
+        capfd, "segment", series, "-o", tmp_path / "out", "--model", tiny_model_dir, "--no-dicom"
+    )
+    assert outcome.code == 0, outcome.err

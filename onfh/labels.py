@@ -94,10 +94,25 @@ def classify_segment(name: str, terminology_entry: str = "") -> str | None:
     fields = terminology_entry.split("~") if terminology_entry else []
     if len(fields) >= 3:
         type_code = fields[2].split("^")
-        if len(type_code) >= 2 and type_code[0] == "SCT":
-            for spec in SEGMENTS:
-                if type_code[1] == spec.type[1]:
-                    return spec.key
+        if len(type_code) >= 2:
+            kind = classify_type_code(type_code[0], type_code[1])
+            if kind is not None:
+                return kind
+    return classify_segment_name(name)
+
+
+def classify_type_code(scheme: str, value: str) -> str | None:
+    """``"femoral_head"``, ``"necrosis"`` or ``None`` for a segmented property type code
+    (a Slicer terminology entry's or a DICOM SEG's SegmentedPropertyTypeCodeSequence)."""
+    if scheme == "SCT":
+        for spec in SEGMENTS:
+            if value == spec.type[1]:
+                return spec.key
+    return None
+
+
+def classify_segment_name(name: str) -> str | None:
+    """``"femoral_head"``, ``"necrosis"`` or ``None`` for a segment name, by known aliases."""
     normalised = " ".join(name.strip().lower().replace("_", " ").split())
     for spec in SEGMENTS:
         if normalised in {alias.replace("_", " ") for alias in spec.name_aliases}:

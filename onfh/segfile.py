@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from onfh.dicom_seg import is_dicom_file, read_dicom_seg
 from onfh.errors import OnfhError
 from onfh.imageio import read_image_file, require_3d_scalar, write_image_atomic
 from onfh.labels import NECROSIS, SEGMENTS, classify_segment
@@ -59,7 +60,8 @@ def _terminology(tags: str) -> str:
     return ""
 
 
-def _label_image(head: np.ndarray, necrosis: np.ndarray, geometry: sitk.Image) -> sitk.Image:
+def label_image_of(head: np.ndarray, necrosis: np.ndarray, geometry: sitk.Image) -> sitk.Image:
+    """The 0/1/2 label image of (z, y, x) masks, with ``geometry``'s grid."""
     labels = head.astype(np.uint8)
     labels[necrosis] = NECROSIS
     image = sitk.GetImageFromArray(labels)
@@ -68,10 +70,11 @@ def _label_image(head: np.ndarray, necrosis: np.ndarray, geometry: sitk.Image) -
 
 
 def read_segmentation(path: str | os.PathLike, reference: sitk.Image | None = None) -> Segmentation:
-    """Read a ``.seg.nrrd`` or a label file into head and necrosis masks.
+    """Read a ``.seg.nrrd``, a DICOM SEG or a label file into head and necrosis masks.
 
     Args:
-        path: Slicer segmentation (``.seg.nrrd``) or label map (0/1/2) in NIfTI/NRRD/MHA.
+        path: Slicer segmentation (``.seg.nrrd``), DICOM Segmentation (``.dcm``, or any
+            file with the DICOM preamble) or label map (0/1/2) in NIfTI/NRRD/MHA.
         reference: optional image whose grid the masks are resampled onto (nearest
             neighbour) when the file's grid differs.
 
@@ -81,12 +84,15 @@ def read_segmentation(path: str | os.PathLike, reference: sitk.Image | None = No
     """
     p = Path(path)
     if p.is_dir():
-        raise OnfhError(f"{p}: is a folder; expected a .seg.nrrd or label file")
+        raise OnfhError(f"{p}: is a folder; expected a .seg.nrrd, DICOM SEG or label file")
     if not p.exists():
         raise OnfhError(f"{p}: no such file")
-    image, metadata = read_image_file(p)
-    segments = _segment_fields(metadata)
-    result = _from_slicer_segments(p, image, segments) if segments else _from_label_map(p, image)
+    if is_dicom_file(p):
+        result = read_dicom_seg(p)
+    else:
+        image, metadata = read_image_file(p)
+        segments = _segment_fields(metadata)
+        result = _from_slicer_segments(p, image, segments) if segments else _from_label_map(p, image)
     if reference is not None and not same_grid(result.image, reference):
         require_overlap(result.image, reference, p)
         had_head = bool(result.head_mask.any())
@@ -151,7 +157,7 @@ def _from_slicer_segments(path: Path, image: sitk.Image, segments: list[dict[str
         found = ", ".join(repr(n) for n in names["necrosis"] + names["other"]) or "none"
         raise OnfhError(f"{path}: no femoral head segment (segments found: {found})")
     head |= necrosis
-    return Segmentation(head, necrosis, _label_image(head, necrosis, geometry), "seg.nrrd", names)
+    return Segmentation(head, necrosis, label_image_of(head, necrosis, geometry), "seg.nrrd", names)
 
 
 def _from_label_map(path: Path, image: sitk.Image) -> Segmentation:
@@ -168,7 +174,7 @@ def _from_label_map(path: Path, image: sitk.Image) -> Segmentation:
     necrosis = array == 2
     head = (array == 1) | necrosis
     names = {"femoral_head": ["label 1"], "necrosis": ["label 2"], "other": []}
-    return Segmentation(head, necrosis, _label_image(head, necrosis, image), "label map", names)
+    return Segmentation(head, necrosis, label_image_of(head, necrosis, image), "label map", names)
 
 
 def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-4) -> bool:

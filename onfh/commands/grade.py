@@ -11,14 +11,19 @@ from onfh.errors import OnfhError
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "grade",
-        help="grade an existing segmentation (.seg.nrrd or label file)",
+        help="grade an existing segmentation (.seg.nrrd, DICOM SEG or label file)",
         description="Volumes, necrotic ratio and Steinberg extent grade (A < 15 % <= B <= 30 % < C) "
-        "of a Slicer .seg.nrrd (segments found by terminology, else by name) or a label file "
-        "(0 background, 1 femoral head, 2 necrosis).",
+        "of a Slicer .seg.nrrd or a DICOM Segmentation (.dcm; segments found by SNOMED CT type code, "
+        "else by name) or a label file (0 background, 1 femoral head, 2 necrosis).",
     )
-    parser.add_argument("segmentation", metavar="SEG", help=".seg.nrrd or label file (NIfTI/NRRD/MHA)")
     parser.add_argument(
-        "--image", metavar="REF", help="reference MRI: the segmentation is graded on its grid if they differ"
+        "segmentation", metavar="SEG", help=".seg.nrrd, DICOM SEG (.dcm) or label file (NIfTI/NRRD/MHA)"
+    )
+    parser.add_argument(
+        "--image",
+        metavar="REF",
+        help="reference MRI (file or DICOM series folder): the segmentation is graded on its grid "
+        "if they differ",
     )
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
     parser.set_defaults(func=run)

@@ -1,8 +1,10 @@
 """``onfh segment``: femoral head and necrosis segmentation of 3D hip MRIs, one or many.
 
 Per case it writes ``<case>.seg.nrrd`` (Slicer segmentation on the input's grid),
-``<case>.json`` (volumes, ratio, grade, model, input, timings, device) and, with
-``--label-map``, ``<case>_label.nii.gz``; ``summary.csv`` gets one row per case. A failed
+``<case>.json`` (volumes, ratio, grade, model, input, timings, device), for a DICOM series
+input ``<case>.seg.dcm`` (DICOM SEG over the source slices) and ``<case>.sr.dcm`` (DICOM
+SR, TID 1500, referencing the SEG) unless ``--no-dicom``, and, with ``--label-map``,
+``<case>_label.nii.gz``; ``summary.csv`` gets one row per case. A failed
 case is reported and the batch goes on; the exit code says whether any failed. The Slicer
 module runs this command as a child process and reads ``--progress json`` lines.
 """
@@ -67,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="segment the femoral head and necrosis of 3D hip MRIs",
         description="Segment the femoral head and necrotic lesion of each INPUT (NIfTI, NRRD, MHA "
         "file or DICOM series folder) and grade it (Steinberg A/B/C). Writes <case>.seg.nrrd, "
-        "<case>.json and OUTDIR/summary.csv. A folder of NIfTI/NRRD/MHA files stands for those files. "
+        "<case>.json and OUTDIR/summary.csv; for a DICOM series also <case>.seg.dcm (DICOM SEG) and "
+        "<case>.sr.dcm (DICOM SR measurement report), which NIfTI/NRRD/MHA inputs cannot have (they "
+        "come with no source series to reference). A folder of NIfTI/NRRD/MHA files stands for those files. "
         "Results already in OUTDIR are never replaced silently: use --skip-existing or --force.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders")
@@ -80,6 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="plain: progress bar on stderr; json: one JSON object per line on stdout",
     )
     parser.add_argument("--label-map", action="store_true", help="also write <case>_label.nii.gz")
+    parser.add_argument(
+        "--no-dicom",
+        action="store_true",
+        help="do not write <case>.seg.dcm and <case>.sr.dcm for DICOM series inputs",
+    )
     parser.add_argument(
         "--series", metavar="UID", help="DICOM series to read from input folders that hold several"
     )
@@ -192,11 +201,14 @@ def read_input(path: str | Path, series_uid: str | None = None):
     return image
 
 
-def output_paths(outdir: Path, case: str, label_map: bool) -> dict[str, Path]:
-    """Where the outputs of ``case`` go."""
+def output_paths(outdir: Path, case: str, label_map: bool, dicom: bool = False) -> dict[str, Path]:
+    """Where the outputs of ``case`` go (``dicom``: the DICOM SEG and SR of a DICOM input)."""
     paths = {"segmentation": outdir / f"{case}.seg.nrrd", "report": outdir / f"{case}.json"}
     if label_map:
         paths["label_map"] = outdir / f"{case}_label.nii.gz"
+    if dicom:
+        paths["dicom_seg"] = outdir / f"{case}.seg.dcm"
+        paths["dicom_sr"] = outdir / f"{case}.sr.dcm"
     return paths
 
 
@@ -213,6 +225,7 @@ def segment_case(
     extra: dict[str, Any] | None = None,
     series_uid: str | None = None,
     ensemble=None,
+    dicom: bool = True,
 ) -> dict[str, Any]:
     """Segment one input and write its outputs; return the per-case JSON report.
 
@@ -233,9 +246,11 @@ def segment_case(
         series_uid: DICOM series to read when ``input_path`` is a folder holding several.
         ensemble: an :class:`onfh.ensemble.Ensemble` for the ratio interval and grade
             probabilities (``None``: not measured).
+        dicom: write the DICOM SEG and SR when ``input_path`` is a DICOM series folder.
     """
     import SimpleITK as sitk
 
+    from onfh.dicom_source import is_dicom_input, source_datasets
     from onfh.grading import grade_label_map
     from onfh.imageio import case_name, write_image_atomic, write_text_atomic
     from onfh.report import case_report, flag_low_confidence, input_info, kerboul_report
@@ -247,6 +262,10 @@ def segment_case(
     report("read", 0.0)
     if image is None:
         image = read_input(input_path, series_uid)
+    sources = None
+    if dicom and is_dicom_input(input_path):
+        # Before minutes of inference: a series a SEG cannot reference is refused now.
+        sources = source_datasets(input_path, image, series_uid)
     read_s = time.perf_counter() - start
     result = segmenter.segment(image, progress=lambda stage, f: report(stage, 0.05 + 0.8 * f))
     label_array = sitk.GetArrayViewFromImage(result.label)
@@ -263,7 +282,7 @@ def segment_case(
     kerboul_s = time.perf_counter() - kerboul_start
     report("write", 0.9)
     write_start = time.perf_counter()
-    paths = output_paths(outdir, case, label_map)
+    paths = output_paths(outdir, case, label_map, dicom=sources is not None)
     tags = {"ONFHModelId": folder.id, "ONFHModelSHA256": folder.sha256}
     written: list[Path] = []
     try:
@@ -292,6 +311,8 @@ def segment_case(
             **(extra or {}),
         )
         flag_low_confidence(case_json, whole_result_quality(result, image.GetSpacing()))
+        if sources is not None:
+            written += write_dicom_outputs(result.label, sources, case_json, folder.info(), paths)
         write_text_atomic(paths["report"], json.dumps(case_json, indent=2) + "\n")
     except BaseException:
         for path in written:
@@ -299,6 +320,26 @@ def segment_case(
         raise
     report("done", 1.0)
     return case_json
+
+
+def write_dicom_outputs(label, sources: list, case_json: dict, model: dict, paths: dict) -> list[Path]:
+    """Write ``<case>.seg.dcm`` and ``<case>.sr.dcm`` (atomically); return the paths written.
+
+    The SR is made from the finished JSON report, so both say the same numbers.
+    """
+    from onfh.dicom_seg import write_dicom_seg
+    from onfh.dicom_sr import write_dicom_sr
+
+    written = []
+    seg = write_dicom_seg(label, sources, model, paths["dicom_seg"])
+    written.append(paths["dicom_seg"])
+    try:
+        write_dicom_sr(case_json, seg, sources, model, paths["dicom_sr"])
+    except BaseException:
+        paths["dicom_seg"].unlink(missing_ok=True)
+        raise
+    written.append(paths["dicom_sr"])
+    return written
 
 
 def whole_result_quality(result, spacing_mm) -> dict[str, Any]:
@@ -445,14 +486,15 @@ def existing_results(outdir: Path, cases: list[str]) -> dict[str, list[Path]]:
     """The output files of each case that ``outdir`` already holds (cases without any left out)."""
     found = {}
     for case in cases:
-        present = [path for path in output_paths(outdir, case, True).values() if path.exists()]
+        present = [path for path in output_paths(outdir, case, True, True).values() if path.exists()]
         if present:
             found[case] = present
     return found
 
 
-def _check_cases(inputs: list[str], outdir: Path, label_map: bool) -> list[str]:
-    """Case names for the inputs; refuse duplicates and outputs that would replace an input."""
+def _check_cases(inputs: list[str], outdir: Path, label_map: bool, dicom: bool = False) -> list[str]:
+    """Case names for the inputs; refuse duplicates, outputs that would replace an input and
+    DICOM outputs inside their own input series folder (it would hold several series then)."""
     from onfh.imageio import case_name
 
     cases = [case_name(path) for path in inputs]
@@ -463,9 +505,14 @@ def _check_cases(inputs: list[str], outdir: Path, label_map: bool) -> list[str]:
         seen[case] = path
     input_files = {Path(path).resolve() for path in inputs}
     for case in cases:
-        for output in output_paths(outdir, case, label_map).values():
+        for output in output_paths(outdir, case, label_map, dicom).values():
             if output.resolve() in input_files:
                 raise OnfhError(f"{output}: output would overwrite an input; choose another -o folder")
+    if dicom and outdir.resolve() in input_files:
+        raise OnfhError(
+            f"{outdir}: is a DICOM input folder; its DICOM SEG and SR would join the source series "
+            "there; choose another -o folder (or add --no-dicom)"
+        )
     return cases
 
 
@@ -522,7 +569,7 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.output)
     require_writable_folder(outdir)
     inputs = expand_input_folders(list(args.inputs))
-    cases = _check_cases(inputs, outdir, args.label_map)
+    cases = _check_cases(inputs, outdir, args.label_map, dicom=not args.no_dicom)
     to_run = _cases_to_run(args, outdir, cases)
     progress = Progress(args.progress, len(to_run))
     skipped = len(cases) - len(to_run)
@@ -546,7 +593,7 @@ def run(args: argparse.Namespace) -> int:
         progress.case = case
         start = time.perf_counter()
         if args.force:  # replacing starts by removing: a failed case leaves no stale result
-            for path in output_paths(outdir, case, True).values():
+            for path in output_paths(outdir, case, True, True).values():
                 if path.is_file() or path.is_symlink():
                     path.unlink()
         try:
@@ -561,6 +608,7 @@ def run(args: argparse.Namespace) -> int:
                 case=case,
                 series_uid=args.series,
                 ensemble=ensemble,
+                dicom=not args.no_dicom,
             )
         except (OnfhError, MemoryError, OSError, RuntimeError, ValueError) as error:
             # One bad case must not stop a batch of hundreds: report it and go on.

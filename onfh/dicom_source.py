@@ -1,0 +1,132 @@
+"""The source DICOM series of an input, slice by slice in the order of its SimpleITK grid.
+
+A DICOM SEG and SR must reference the very instances the label image was computed on:
+frame ``k`` of the SEG is slice ``k`` of the image SimpleITK/GDCM built from the folder.
+GDCM sorts slices along the normal, but a folder can hold files in any order and names,
+so each slice is matched to its instance by ImagePositionPatient, never by file order.
+Only headers are read (no pixel data): highdicom needs the geometry and the patient,
+study and series identity, not the voxels.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from onfh.errors import OnfhError
+
+# How far a slice's ImagePositionPatient may lie from where the grid puts it (a fraction of
+# the slice spacing: scanners round positions to 16 characters, and the reader derives one
+# spacing for all slices), and how far apart orientation cosines may be.
+POSITION_TOLERANCE_SLICES = 0.1
+ORIENTATION_TOLERANCE = 1e-3
+
+# Attributes a SEG or SR copies from its source; without them neither can be made.
+REQUIRED_ATTRIBUTES = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "Rows",
+    "Columns",
+)
+
+
+def is_dicom_input(path: str | os.PathLike) -> bool:
+    """True for an input that is a DICOM series folder (the only inputs with a source series)."""
+    return Path(path).is_dir()
+
+
+def series_files(folder: str | os.PathLike, series_uid: str | None = None) -> list[Path]:
+    """The files of one DICOM series in ``folder`` as GDCM finds them (the reader's own choice)."""
+    from onfh.file_integrity import captured_native_stderr
+    from onfh.imageio import dicom_series_ids
+
+    series = dicom_series_ids(folder)
+    uid = series_uid or (series[0] if len(series) == 1 else None)
+    if uid is None or uid not in series:
+        raise OnfhError(f"{folder}: cannot tell which DICOM series to reference (found: {', '.join(series)})")
+    with captured_native_stderr():
+        names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+    return [Path(name) for name in names]
+
+
+def source_datasets(folder: str | os.PathLike, image: sitk.Image, series_uid: str | None = None) -> list:
+    """The headers of the input's DICOM instances, one per slice, ordered like the image's k axis.
+
+    Args:
+        folder: the DICOM series folder the image was read from.
+        image: the image SimpleITK built from it (its grid is the label image's grid).
+        series_uid: the series chosen with ``--series``, if the folder holds several.
+
+    Raises:
+        OnfhError: the folder's instances do not match the image's slices one to one (count,
+            position, orientation, size) or lack what a SEG must copy (e.g. no
+            FrameOfReferenceUID); the message names the folder and the problem.
+    """
+    import pydicom
+
+    files = series_files(folder, series_uid)
+    datasets = []
+    for path in files:
+        try:
+            datasets.append(pydicom.dcmread(path, stop_before_pixels=True))
+        except Exception as error:  # pydicom raises many types for damaged files
+            raise OnfhError(f"{path}: not a readable DICOM file ({type(error).__name__}: {error})") from None
+    return order_by_grid(datasets, image, folder)
+
+
+def order_by_grid(datasets: list, image: sitk.Image, where: str | os.PathLike) -> list:
+    """``datasets`` reordered so that item ``k`` is the instance of the image's slice ``k``.
+
+    Raises:
+        OnfhError: see :func:`source_datasets`.
+    """
+    depth = image.GetDepth()
+    if len(datasets) != depth:
+        raise OnfhError(f"{where}: {len(datasets)} DICOM instances for an image of {depth} slices")
+    for dataset in datasets:
+        missing = [name for name in REQUIRED_ATTRIBUTES if name not in dataset]
+        if missing:
+            raise OnfhError(
+                f"{where}: DICOM instance {dataset.get('SOPInstanceUID', '?')} lacks {', '.join(missing)}; "
+                "a DICOM SEG cannot reference it (use --no-dicom to skip the DICOM outputs)"
+            )
+    frames_of_reference = {str(ds.FrameOfReferenceUID) for ds in datasets}
+    if len(frames_of_reference) > 1:
+        raise OnfhError(f"{where}: the series' slices lie in {len(frames_of_reference)} frames of reference")
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    in_plane = np.concatenate([direction[:, 0], direction[:, 1]])
+    size = image.GetSize()
+    expected = np.array([image.TransformIndexToPhysicalPoint((0, 0, k)) for k in range(depth)])
+    tolerance_mm = POSITION_TOLERANCE_SLICES * image.GetSpacing()[2]
+    ordered: list = [None] * depth
+    for dataset in datasets:
+        if (int(dataset.Columns), int(dataset.Rows)) != (size[0], size[1]):
+            raise OnfhError(
+                f"{where}: instance {dataset.SOPInstanceUID} is {dataset.Columns}x{dataset.Rows} pixels, "
+                f"the image {size[0]}x{size[1]}"
+            )
+        orientation = np.asarray([float(v) for v in dataset.ImageOrientationPatient])
+        if not np.allclose(orientation, in_plane, atol=ORIENTATION_TOLERANCE):
+            raise OnfhError(
+                f"{where}: instance {dataset.SOPInstanceUID} is oriented {orientation.round(4).tolist()}, "
+                "unlike the series' image grid"
+            )
+        position = np.asarray([float(v) for v in dataset.ImagePositionPatient])
+        distances = np.linalg.norm(expected - position, axis=1)
+        k = int(np.argmin(distances))
+        if distances[k] > tolerance_mm or ordered[k] is not None:
+            raise OnfhError(
+                f"{where}: instance {dataset.SOPInstanceUID} at {position.round(3).tolist()} mm is not "
+                "one slice of the image grid (duplicate or irregular slice positions)"
+            )
+        ordered[k] = dataset
+    return ordered
