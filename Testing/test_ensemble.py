@@ -83,12 +83,14 @@ def test_sd_scale_comes_from_model_json():
 
 
 def test_fold_folders_need_weights_and_come_in_fold_order(tmp_path):
-    for k in (10, 2, 0, 1):
+    for k in (10, 2, 0, 1, 3):
         fold = tmp_path / "crossval" / f"fold_{k}"
         fold.mkdir(parents=True)
         (fold / "model.json").write_text("{}")
-        if k != 1:
+        if k in (0, 2):
             (fold / "model.pt").write_bytes(b"")
+        if k == 10:  # exported with --drop-torch-weights: the ONNX segmenter only
+            (fold / "segmenter.onnx").write_bytes(b"")
     assert [p.name for p in find_fold_folders(tmp_path)] == ["fold_0", "fold_2", "fold_10"]
     assert find_fold_folders(tmp_path / "nowhere") == []
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import SimpleITK as sitk
 
-from onfh.modelfolder import MODEL_JSON, MODEL_WEIGHTS
+from onfh.modelfolder import MODEL_JSON, MODEL_WEIGHTS, ONNX_FILES
 from onfh.ratio_interval import LEVEL, ratio_interval
 from onfh.training.folds import CROSSVAL_DIR
 
@@ -58,11 +58,20 @@ AUGMENTATIONS = (
 
 
 def find_fold_folders(model_dir: str | Path) -> list[Path]:
-    """Fold model folders under ``model_dir/crossval/`` that hold weights, in fold order."""
+    """Fold model folders under ``model_dir/crossval/`` that hold weights, in fold order.
+
+    Weights are ``model.pt`` or the ONNX segmenter: a folder exported with
+    ``onfh export --drop-torch-weights`` ships only the latter, and its folds still count.
+    """
     root = Path(model_dir) / CROSSVAL_DIR
     if not root.is_dir():
         return []
-    folders = [p for p in root.glob("fold_*") if (p / MODEL_JSON).is_file() and (p / MODEL_WEIGHTS).is_file()]
+    folders = [
+        p
+        for p in root.glob("fold_*")
+        if (p / MODEL_JSON).is_file()
+        and ((p / MODEL_WEIGHTS).is_file() or (p / ONNX_FILES["segmenter"]).is_file())
+    ]
     return sorted(folders, key=lambda p: (len(p.name), p.name))
 
 
