@@ -35,12 +35,13 @@ def _content_box(array: np.ndarray, extent) -> tuple[list[int], list[int]] | Non
     hundreds of slices, so the later passes are cheap (a whole 512x512x300 layer is read
     once).
     """
-    slices = np.flatnonzero(array.reshape(array.shape[0], -1).any(axis=1))
+    # ``max`` of the unsigned labels, not ``any``: the same answer, several times faster.
+    slices = np.flatnonzero(array.reshape(array.shape[0], -1).max(axis=1))
     if slices.size == 0:
         return None
     sub = array[slices[0] : slices[-1] + 1]
-    rows = np.flatnonzero(sub.any(axis=(0, 2)))
-    columns = np.flatnonzero(sub[:, rows[0] : rows[-1] + 1].any(axis=(0, 1)))
+    rows = np.flatnonzero(sub.max(axis=(0, 2)))
+    columns = np.flatnonzero(sub[:, rows[0] : rows[-1] + 1].max(axis=(0, 1)))
     low_kji = [slices[0], rows[0], columns[0]]
     high_kji = [slices[-1], rows[-1], columns[-1]]
     return (
