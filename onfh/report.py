@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import SimpleITK as sitk
 
@@ -43,31 +44,34 @@ def kerboul_report(label: sitk.Image) -> dict | None:
     """Kerboul angles of the largest femoral head in a 0/1/2 label image, or ``None`` without one.
 
     A bilateral label's second head is left out: a combined necrotic angle belongs to one hip
-    (``hip_kerboul_reports`` gives each hip its own).
+    (``kerboul_reports`` gives each hip its own).
     """
-    from onfh.kerboul import combined_necrotic_angle, head_components
-
-    heads = head_components(label, max_heads=1)
-    result = combined_necrotic_angle(heads[0]) if heads else None
-    return None if result is None else result.to_dict()
+    return kerboul_reports(label)[0]
 
 
-def hip_kerboul_reports(label: sitk.Image, centres_mm: list) -> list[dict | None]:
-    """Kerboul angles of each hip, the head component nearest each of ``centres_mm`` (LPS mm)."""
+def kerboul_reports(label: sitk.Image, centres_mm: Sequence = ()) -> tuple[dict | None, list[dict | None]]:
+    """Kerboul angles of the largest head, and of each hip: the head component nearest each of
+    ``centres_mm`` (LPS mm).
+
+    Each head is measured once: in a bilateral scan the largest head is also one of the hips,
+    and its rays, sphere fit and component extraction are the costly part.
+    """
     import numpy as np
 
     from onfh.kerboul import combined_necrotic_angle, head_components
 
-    results = [combined_necrotic_angle(head) for head in head_components(label, max_heads=len(centres_mm))]
-    results = [r for r in results if r is not None]
-    out: list[dict | None] = []
+    heads = head_components(label, max_heads=max(1, len(centres_mm)))
+    measured = [combined_necrotic_angle(head) for head in heads]
+    largest = measured[0].to_dict() if measured and measured[0] is not None else None
+    results = [r for r in measured if r is not None]
+    per_hip: list[dict | None] = []
     for centre in centres_mm:
         if not results:
-            out.append(None)
+            per_hip.append(None)
             continue
         distances = [np.linalg.norm(np.subtract(r.head_centre_mm, centre)) for r in results]
-        out.append(results[int(np.argmin(distances))].to_dict())
-    return out
+        per_hip.append(results[int(np.argmin(distances))].to_dict())
+    return largest, per_hip
 
 
 def flag_low_confidence(report: dict, quality: dict) -> dict:

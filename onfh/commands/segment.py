@@ -253,7 +253,7 @@ def segment_case(
     from onfh.dicom_source import is_dicom_input, source_datasets
     from onfh.grading import grade_label_map
     from onfh.imageio import case_name, write_image_atomic, write_text_atomic
-    from onfh.report import case_report, flag_low_confidence, input_info, kerboul_report
+    from onfh.report import case_report, flag_low_confidence, input_info, kerboul_reports
     from onfh.segfile import write_seg_nrrd
 
     report = progress or (lambda stage, fraction: None)
@@ -276,10 +276,11 @@ def segment_case(
         report("interval", 0.88)
         uncertainty = ensemble.measure(image, result.heads, grade.ratio)
     interval_s = time.perf_counter() - interval_start
-    hips = hip_reports(result.heads, image.GetSpacing(), result.label, uncertainty.pop("per_head", None))
     kerboul_start = time.perf_counter()
-    kerboul = kerboul_report(result.label)
+    centres = [head.centre_mm for head in result.heads] if len(result.heads) > 1 else []
+    kerboul, hip_kerboul = kerboul_reports(result.label, centres)
     kerboul_s = time.perf_counter() - kerboul_start
+    hips = hip_reports(result.heads, image.GetSpacing(), hip_kerboul, uncertainty.pop("per_head", None))
     report("write", 0.9)
     write_start = time.perf_counter()
     paths = output_paths(outdir, case, label_map, dicom=sources is not None)
@@ -353,21 +354,20 @@ def whole_result_quality(result, spacing_mm) -> dict[str, Any]:
     return with_problems(result.quality, problems)
 
 
-def hip_reports(heads: list, spacing_mm, label=None, intervals=None) -> list[dict[str, Any]] | None:
-    """Per-side volumes, ratio, grade (Kerboul angles given the ``label`` image, interval and
-    grade probabilities given the ensemble's ``intervals``) when a bilateral scan showed two
-    heads, else ``None``.
+def hip_reports(heads: list, spacing_mm, kerboul=None, intervals=None) -> list[dict[str, Any]] | None:
+    """Per-side volumes, ratio, grade (Kerboul angles given ``kerboul``, one per head from
+    ``onfh.report.kerboul_reports``; interval and grade probabilities given the ensemble's
+    ``intervals``) when a bilateral scan showed two heads, else ``None``.
 
     The top-level report grades all head voxels together (as ``onfh grade`` does for the
     label file); a surgeon needs each hip on its own.
     """
     from onfh.grading import grade_from_voxel_counts
-    from onfh.report import flag_low_confidence, hip_kerboul_reports
+    from onfh.report import flag_low_confidence
 
     if len(heads) < 2:
         return None
     hips = []
-    kerboul = hip_kerboul_reports(label, [h.centre_mm for h in heads]) if label is not None else []
     for number, head in enumerate(heads):
         hip = {
             "side": head.side,
