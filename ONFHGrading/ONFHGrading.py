@@ -30,16 +30,14 @@ for _root in (_HERE, os.path.dirname(_HERE)):
     if os.path.isdir(os.path.join(_root, "onfh")) and _root not in sys.path:
         sys.path.insert(0, _root)
 
-from onfh.mrml.grading import (
-    GradeUpdate,
-    LiveGrader,
+from onfh.mrml.grade_table import (
     append_grade_row,
-    compute_grade,
     csv_export_path,
     grade_table_row,
     panel_text,
     save_table_csv,
 )
+from onfh.mrml.grading import GradeUpdate, LiveGrader, compute_grade
 
 # Edits within this interval coalesce into one recompute; recompute < 50 ms keeps the
 # panel within 250 ms of the last edit.

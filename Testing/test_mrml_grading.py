@@ -13,15 +13,8 @@ from conftest import VOLUME_SHAPE_ZYX, VOLUME_SPACING_MM, set_segment_mask
 
 from onfh.grading import grade_masks
 from onfh.labels import FEMORAL_HEAD, NECROSIS_SEGMENT
-from onfh.mrml.grading import (
-    LiveGrader,
-    append_grade_row,
-    compute_grade,
-    find_grading_segments,
-    grade_table_row,
-    panel_text,
-    save_table_csv,
-)
+from onfh.mrml.grade_table import append_grade_row, grade_table_row, panel_text, save_table_csv
+from onfh.mrml.grading import LiveGrader, compute_grade, find_grading_segments
 
 
 def ball(centre_zyx, radius_vox):

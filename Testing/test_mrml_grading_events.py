@@ -16,7 +16,8 @@ from conftest import VOLUME_SPACING_MM, set_segment_mask
 from test_mrml_grading import HEAD, LARGE_LESION, SMALL_LESION, add_segments
 
 from onfh.grading import grade_masks
-from onfh.mrml.grading import LiveGrader, csv_export_path, find_grading_segments, resolve_segment_choice
+from onfh.mrml.grade_table import csv_export_path
+from onfh.mrml.grading import LiveGrader, find_grading_segments, resolve_segment_choice
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from conftest import set_segment_mask
 from test_kerboul import ANTEROSUPERIOR, SUPERIOR, cap_phantom, oblique
 
 from onfh.kerboul import combined_necrotic_angle
-from onfh.mrml.grading import TABLE_COLUMNS, LiveGrader, grade_table_row, panel_text
+from onfh.mrml.grade_table import TABLE_COLUMNS, grade_table_row, panel_text
+from onfh.mrml.grading import LiveGrader
 from onfh.mrml.kerboul import compute_kerboul
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])

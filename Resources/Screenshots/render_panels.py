@@ -162,7 +162,8 @@ def _fill_grade(panel: QtWidgets.QWidget) -> None:
         import numpy as np
 
         from onfh.grading import grade_masks
-        from onfh.mrml.grading import GradeUpdate, panel_text
+        from onfh.mrml.grade_table import panel_text
+        from onfh.mrml.grading import GradeUpdate
     except ImportError:  # no slicer-core: leave the placeholders
         return
     z, y, x = np.ogrid[:60, :64, :64]

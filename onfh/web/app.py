@@ -32,7 +32,8 @@ from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from onfh.errors import OnfhError
 from onfh.imageio import case_name, read_image
 from onfh.mrml.case_save import save_case
-from onfh.mrml.grading import LiveGrader, find_grading_segments, panel_text
+from onfh.mrml.grade_table import panel_text
+from onfh.mrml.grading import LiveGrader, find_grading_segments
 from onfh.mrml.segmentation_import import (
     ImportChoice,
     add_volume_node,
