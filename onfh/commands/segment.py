@@ -68,10 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "segment",
         help="segment the femoral head and necrosis of 3D hip MRIs",
         description="Segment the femoral head and necrotic lesion of each INPUT (NIfTI, NRRD, MHA "
-        "file or DICOM series folder) and grade it (Steinberg A/B/C). Writes <case>.seg.nrrd, "
-        "<case>.json and OUTDIR/summary.csv; for a DICOM series also <case>.seg.dcm (DICOM SEG) and "
-        "<case>.sr.dcm (DICOM SR measurement report), which NIfTI/NRRD/MHA inputs cannot have (they "
-        "come with no source series to reference). A folder of NIfTI/NRRD/MHA files stands for those files. "
+        "file, DICOM series folder or Enhanced MR file) and grade it (Steinberg A/B/C). Writes "
+        "<case>.seg.nrrd, <case>.json and OUTDIR/summary.csv; for a DICOM series also <case>.seg.dcm "
+        "(DICOM SEG) and <case>.sr.dcm (DICOM SR measurement report), which NIfTI/NRRD/MHA inputs "
+        "cannot have (they come with no source series to reference) and an Enhanced MR file does not "
+        "get (use --no-dicom). A folder of NIfTI/NRRD/MHA files stands for those files. "
         "Results already in OUTDIR are never replaced silently: use --skip-existing or --force.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders")
