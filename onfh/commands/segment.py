@@ -314,6 +314,9 @@ def segment_case(
         flag_low_confidence(case_json, whole_result_quality(result, image.GetSpacing()))
         if sources is not None:
             written += write_dicom_outputs(result.label, sources, case_json, folder.info(), paths)
+            # The SR is made from the report, so the SEG's and SR's time is added to it afterwards.
+            case_json["timings_s"]["write_s"] = round(time.perf_counter() - write_start, 4)
+            case_json["timings_s"]["total_s"] = round(time.perf_counter() - start, 4)
         write_text_atomic(paths["report"], json.dumps(case_json, indent=2) + "\n")
     except BaseException:
         for path in written:
