@@ -19,9 +19,7 @@ from dicom_fixtures import (  # noqa: F401 (fixtures)
     PHANTOM_SERIES_UID,
     dciodvfy,
     segmented_dicom_case,
-    slice_uid,
     tiny_model_dir,
-    write_mr_series,
 )
 from model_fixtures import DIRECTIONS, phantom
 
@@ -30,6 +28,7 @@ from onfh.dicom_source import source_datasets
 from onfh.imageio import read_image
 from onfh.labels import SEGMENTS
 from onfh.segfile import read_segmentation
+from onfh.synthetic.dicom_series import slice_uid, write_mr_series
 
 hd = pytest.importorskip("highdicom")
 

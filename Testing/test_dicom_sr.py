@@ -15,7 +15,6 @@ from dicom_fixtures import (  # noqa: F401 (fixtures)
     dciodvfy,
     segmented_dicom_case,
     tiny_model_dir,
-    write_mr_series,
 )
 from model_fixtures import DIRECTIONS, phantom
 
@@ -25,6 +24,7 @@ from onfh.dicom_sr import PRIVATE_SCHEME, write_dicom_sr
 from onfh.grading import grade_from_voxel_counts, grade_label_map
 from onfh.imageio import read_image
 from onfh.report import case_report, input_info, kerboul_report
+from onfh.synthetic.dicom_series import write_mr_series
 
 hd = pytest.importorskip("highdicom")
 

@@ -161,6 +161,7 @@ def test_seg_nrrd_without_head_segment_is_refused(tmp_path):
         ("out/hip_003.seg.nrrd", "hip_003"),
         ("scan.nrrd", "scan"),
         ("dicom/series_0000", "series_0000"),  # folders keep their name
+        ("enhanced/hip_mr.dcm", "hip_mr"),  # one Enhanced MR file
         ("_0000.nii.gz", "_0000"),
     ],
 )

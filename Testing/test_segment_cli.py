@@ -401,7 +401,9 @@ def test_dicom_outputs_follow_the_input_and_never_replace_earlier_ones(tiny_mode
     --no-dicom leaves them out; an earlier .sr.dcm alone counts as a result; an output folder
     that is the input series folder is refused (the SEG would join the source series)."""
     from cli_checks import run_onfh, snapshot
-    from dicom_fixtures import PHANTOM_SERIES_UID, write_mr_series
+    from dicom_fixtures import PHANTOM_SERIES_UID
+
+    from onfh.synthetic.dicom_series import write_mr_series
 
     image, _ = phantom(DIRECTIONS["axial"], noise=8.0, seed=7)
     series = tmp_path / "hip"

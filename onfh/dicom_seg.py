@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from onfh.dicom_volume import short_error, volume_image
 from onfh.errors import OnfhError
 from onfh.labels import NECROSIS, SEGMENTS, classify_segment_name, classify_type_code
 
@@ -134,18 +135,6 @@ def write_dicom_seg(label_image: sitk.Image, sources: list, model: dict, path: s
     return seg
 
 
-def is_dicom_file(path: str | os.PathLike) -> bool:
-    """A ``.dcm`` name, or the DICOM preamble's ``DICM`` at byte 128 (files without a suffix)."""
-    p = Path(path)
-    if p.suffix.lower() == ".dcm":
-        return True
-    try:
-        with open(p, "rb") as stream:
-            return stream.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
-
-
 def read_dicom_seg(path: str | os.PathLike):
     """Read a DICOM SEG into an ``onfh.segfile.Segmentation`` on the SEG's own grid.
 
@@ -162,7 +151,7 @@ def read_dicom_seg(path: str | os.PathLike):
     try:
         dataset = pydicom.dcmread(p)
     except Exception as error:  # pydicom raises many types for damaged files
-        raise OnfhError(f"{p}: not a readable DICOM file ({_short(error)})") from None
+        raise OnfhError(f"{p}: not a readable DICOM file ({short_error(error)})") from None
     sop_class = str(dataset.get("SOPClassUID", ""))
     if sop_class != SEGMENTATION_STORAGE:
         name = getattr(dataset.get("SOPClassUID"), "name", "") or "unknown SOP class"
@@ -174,7 +163,7 @@ def read_dicom_seg(path: str | os.PathLike):
         seg = hd.seg.Segmentation.from_dataset(dataset, copy=False)
         kinds = _segment_kinds(seg)
     except Exception as error:
-        raise OnfhError(f"{p}: damaged DICOM Segmentation ({_short(error)})") from None
+        raise OnfhError(f"{p}: damaged DICOM Segmentation ({short_error(error)})") from None
     if not kinds["femoral_head"]:
         found = ", ".join(repr(n) for n in kinds["necrosis_names"] + kinds["other"]) or "none"
         raise OnfhError(f"{p}: no femoral head segment (segments found: {found})")
@@ -188,12 +177,12 @@ def read_dicom_seg(path: str | os.PathLike):
         masks = np.asarray(volume.array) > half
     except Exception as error:
         raise OnfhError(
-            f"{p}: its frames do not form a 3D image grid or are damaged ({_short(error)})"
+            f"{p}: its frames do not form a 3D image grid or are damaged ({short_error(error)})"
         ) from None
     head = masks[..., : len(kinds["femoral_head"])].any(axis=-1)
     necrosis = masks[..., len(kinds["femoral_head"]) :].any(axis=-1)
     head |= necrosis
-    geometry = grid_image(volume.affine, head.shape)
+    geometry = volume_image(np.zeros(head.shape, np.uint8), volume.affine)
     names = {
         "femoral_head": kinds["head_names"],
         "necrosis": kinds["necrosis_names"],
@@ -242,25 +231,3 @@ def _segment_kinds(seg) -> dict[str, list]:
         kinds[kind].append(number)
         kinds["head_names" if kind == "femoral_head" else "necrosis_names"].append(label)
     return kinds
-
-
-def grid_image(affine: np.ndarray, shape_zyx: tuple[int, ...]) -> sitk.Image:
-    """An empty image with the geometry of a highdicom volume affine.
-
-    highdicom's affine maps (slice, row, column) indices to LPS mm; SimpleITK's index is
-    (column, row, slice), so the affine's columns come in reverse order.
-    """
-    affine = np.asarray(affine, dtype=float)
-    steps = affine[:3, :3][:, ::-1]  # columns: column step, row step, slice step
-    spacing = np.linalg.norm(steps, axis=0)
-    image = sitk.Image([int(shape_zyx[2]), int(shape_zyx[1]), int(shape_zyx[0])], sitk.sitkUInt8)
-    image.SetSpacing(spacing.tolist())
-    image.SetDirection((steps / spacing).ravel().tolist())
-    image.SetOrigin(affine[:3, 3].tolist())
-    return image
-
-
-def _short(error: BaseException) -> str:
-    """An exception as one short line."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text[:200]

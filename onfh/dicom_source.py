@@ -40,8 +40,11 @@ REQUIRED_ATTRIBUTES = (
 
 
 def is_dicom_input(path: str | os.PathLike) -> bool:
-    """True for an input that is a DICOM series folder (the only inputs with a source series)."""
-    return Path(path).is_dir()
+    """True for an input that is a DICOM series folder or a DICOM file (inputs with source instances)."""
+    from onfh.dicom_volume import is_dicom_file
+
+    p = Path(path)
+    return p.is_dir() or (p.is_file() and is_dicom_file(p))
 
 
 def series_files(folder: str | os.PathLike, series_uid: str | None = None) -> list[Path]:
@@ -62,25 +65,44 @@ def source_datasets(folder: str | os.PathLike, image: sitk.Image, series_uid: st
     """The headers of the input's DICOM instances, one per slice, ordered like the image's k axis.
 
     Args:
-        folder: the DICOM series folder the image was read from.
+        folder: the DICOM series folder (or DICOM file) the image was read from.
         image: the image SimpleITK built from it (its grid is the label image's grid).
         series_uid: the series chosen with ``--series``, if the folder holds several.
 
     Raises:
         OnfhError: the folder's instances do not match the image's slices one to one (count,
             position, orientation, size) or lack what a SEG must copy (e.g. no
-            FrameOfReferenceUID); the message names the folder and the problem.
+            FrameOfReferenceUID), or are one multi-frame instance; the message names the
+            folder and the problem.
     """
     import pydicom
 
-    files = series_files(folder, series_uid)
+    files = [Path(folder)] if Path(folder).is_file() else series_files(folder, series_uid)
     datasets = []
     for path in files:
         try:
             datasets.append(pydicom.dcmread(path, stop_before_pixels=True))
         except Exception as error:  # pydicom raises many types for damaged files
             raise OnfhError(f"{path}: not a readable DICOM file ({type(error).__name__}: {error})") from None
+    require_single_frame(datasets, folder)
     return order_by_grid(datasets, image, folder)
+
+
+def require_single_frame(datasets: list, where: str | os.PathLike) -> None:
+    """Refuse multi-frame sources (an Enhanced MR file): the SEG and SR reference one instance per slice.
+
+    Raises:
+        OnfhError: naming ``where``, the SOP class that arrived and ``--no-dicom`` as the way out.
+    """
+    for dataset in datasets:
+        frames = int(dataset.get("NumberOfFrames") or 1)
+        if frames > 1:
+            name = getattr(dataset.get("SOPClassUID"), "name", "") or "multi-frame image"
+            raise OnfhError(
+                f"{where}: the source is one multi-frame DICOM {name} of {frames} frames; onfh writes "
+                "a DICOM SEG and SR only over classic single-frame series: use --no-dicom for the "
+                ".seg.nrrd and .json outputs"
+            )
 
 
 def order_by_grid(datasets: list, image: sitk.Image, where: str | os.PathLike) -> list:

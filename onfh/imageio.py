@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
+from onfh.dicom_volume import is_dicom_file, number_of_frames, read_multiframe_image
 from onfh.errors import OnfhError
 from onfh.file_integrity import captured_native_stderr, require_intact_nifti, sounds_truncated
 from onfh.geometry_limits import require_voxel_count
@@ -38,14 +39,15 @@ def case_name(path: str | os.PathLike) -> str:
     ``onfh evaluate`` pairs them.
     """
     p = Path(path)
-    suffix = image_suffix(p)
+    suffix = image_suffix(p) or (".dcm" if p.name.lower().endswith(".dcm") else "")  # an Enhanced MR file
     name = p.name[: -len(suffix)] if suffix else p.name
     name = name[: -len(".seg")] if name.endswith(".seg") else name
     return name[: -len("_0000")] if suffix and name.endswith("_0000") and len(name) > 5 else name
 
 
 def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.Image:
-    """Read a 3D scalar image from a NIfTI/NRRD/MHA file or a DICOM series folder.
+    """Read a 3D scalar image from a NIfTI/NRRD/MHA file, a DICOM series folder or an
+    Enhanced MR file (one DICOM file holding every slice as a frame).
 
     Args:
         path: image file, or folder holding one DICOM series.
@@ -58,7 +60,12 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.I
     p = Path(path)
     if not p.exists():
         raise OnfhError(f"{p}: no such file or folder")
-    image = _read_dicom_series(p, series_uid) if p.is_dir() else read_image_file(p)[0]
+    if p.is_dir():
+        image = _read_dicom_series(p, series_uid)
+    elif is_dicom_file(p) and number_of_frames(p) > 1:
+        image = read_multiframe_image(p)
+    else:
+        image = read_image_file(p)[0]
     return require_3d_scalar(image, p)
 
 
@@ -155,6 +162,14 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
         raise OnfhError(f"{folder}: no DICOM series {series_uid} (found: {', '.join(series)})")
     with captured_native_stderr():
         names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid)
+    if number_of_frames(names[0]) > 1:
+        # The series reader would stack each file's frames into a 4D image.
+        if len(names) == 1:
+            return read_multiframe_image(names[0])
+        raise OnfhError(
+            f"{folder}: DICOM series {series_uid} is {len(names)} multi-frame files; onfh reads one "
+            "multi-frame (Enhanced MR) file as one 3D image: give the file of the series to segment"
+        )
     first, _ = read_image_file(names[0])
     require_voxel_count((*first.GetSize()[:2], len(names)), first.GetNumberOfComponentsPerPixel(), folder)
     reader = sitk.ImageSeriesReader()
@@ -169,6 +184,7 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
     if failure is not None:
         reason = _read_failure_text(str(failure), console.text)
         raise OnfhError(f"{folder}: DICOM series {series_uid} could not be read: {reason}")
+    image = require_3d_scalar(image, folder)  # before the gap check, which needs a 3D grid
     gap = largest_slice_gap(reader, image)
     if gap is not None:
         # GDCM leaves out files it cannot parse (a truncated copy, for one): the volume would
@@ -214,7 +230,10 @@ def require_3d_scalar(image: sitk.Image, path: str | os.PathLike) -> sitk.Image:
         components = image.GetNumberOfComponentsPerPixel()
         raise OnfhError(f"{path}: expected a scalar image, got {components} components per voxel")
     if min(image.GetSize()) < 2:
-        raise OnfhError(f"{path}: expected a 3D image, got size {image.GetSize()}")
+        thick = sum(1 for extent in image.GetSize() if extent >= 2)  # a single DICOM slice: 2D
+        raise OnfhError(
+            f"{path}: expected a 3D image, got size {image.GetSize()}, i.e. {thick}D (one voxel thick)"
+        )
     return image
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from onfh.dicom_seg import is_dicom_file, read_dicom_seg
+from onfh.dicom_seg import read_dicom_seg
+from onfh.dicom_volume import is_dicom_file
 from onfh.errors import OnfhError
 from onfh.imageio import read_image_file, require_3d_scalar, write_image_atomic
 from onfh.labels import NECROSIS, SEGMENTS, classify_segment

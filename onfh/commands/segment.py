@@ -68,10 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "segment",
         help="segment the femoral head and necrosis of 3D hip MRIs",
         description="Segment the femoral head and necrotic lesion of each INPUT (NIfTI, NRRD, MHA "
-        "file or DICOM series folder) and grade it (Steinberg A/B/C). Writes <case>.seg.nrrd, "
-        "<case>.json and OUTDIR/summary.csv; for a DICOM series also <case>.seg.dcm (DICOM SEG) and "
-        "<case>.sr.dcm (DICOM SR measurement report), which NIfTI/NRRD/MHA inputs cannot have (they "
-        "come with no source series to reference). A folder of NIfTI/NRRD/MHA files stands for those files. "
+        "file, DICOM series folder or Enhanced MR file) and grade it (Steinberg A/B/C). Writes "
+        "<case>.seg.nrrd, <case>.json and OUTDIR/summary.csv; for a DICOM series also <case>.seg.dcm "
+        "(DICOM SEG) and <case>.sr.dcm (DICOM SR measurement report), which NIfTI/NRRD/MHA inputs "
+        "cannot have (they come with no source series to reference) and an Enhanced MR file does not "
+        "get (use --no-dicom). A folder of NIfTI/NRRD/MHA files stands for those files. "
         "Results already in OUTDIR are never replaced silently: use --skip-existing or --force.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders")
@@ -314,6 +315,9 @@ def segment_case(
         flag_low_confidence(case_json, whole_result_quality(result, image.GetSpacing()))
         if sources is not None:
             written += write_dicom_outputs(result.label, sources, case_json, folder.info(), paths)
+            # The SR is made from the report, so the SEG's and SR's time is added to it afterwards.
+            case_json["timings_s"]["write_s"] = round(time.perf_counter() - write_start, 4)
+            case_json["timings_s"]["total_s"] = round(time.perf_counter() - start, 4)
         write_text_atomic(paths["report"], json.dumps(case_json, indent=2) + "\n")
     except BaseException:
         for path in written:
