@@ -8,12 +8,13 @@ relabelled. The classic series read by SimpleITK is the reference grid.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from cli_checks import assert_refused, run_onfh, snapshot
+from cli_checks import assert_refused, run_onfh
 from model_fixtures import DIRECTIONS, phantom
 
 from onfh.errors import OnfhError
@@ -134,18 +135,23 @@ def test_a_single_slice_is_refused_with_its_dimension(classic_series, tmp_path, 
     assert_refused(outcome, 2, str(target), "expected a 3D image, got ", "2D")
 
 
-def test_segment_refuses_dicom_outputs_over_a_multi_frame_source_and_runs_with_no_dicom(tmp_path, capfd):
-    """The SEG and SR reference classic instances one per slice; an enhanced source is refused
-    before inference with ``--no-dicom`` as the way out, which then segments it."""
+def test_segment_writes_no_dicom_outputs_over_a_multi_frame_source_and_says_why(tmp_path, capfd):
+    """The SEG and SR reference classic instances one per slice: an enhanced source (the file
+    or its folder) is segmented and graded without them, and the line and the report say why."""
     image, _ = phantom(DIRECTIONS["oblique"], noise=8.0, seed=3)
     write_mr_series(image, tmp_path / "classic", SERIES_UID)
     path = save(enhanced_dataset(tmp_path / "classic", ENHANCED_MR), tmp_path / "in" / "hip_mr.dcm")
-    out = tmp_path / "out"
-    for source in (path, path.parent):
+    for number, source in enumerate((path, path.parent)):
+        out = tmp_path / f"out{number}"
         outcome = run_onfh(capfd, "segment", source, "-o", out, "--no-interval", "--progress", "none")
-        assert outcome.code == 1, outcome.err
-        assert "Enhanced MR Image Storage" in outcome.err and "--no-dicom" in outcome.err
-        assert snapshot(out).keys() <= {str(out / "summary.csv")}
-    outcome = run_onfh(capfd, "segment", path, "-o", out, "--no-interval", "--no-dicom", "--progress", "none")
+        assert outcome.code == 0, outcome.err
+        assert "no DICOM SEG/SR" in outcome.out and "Enhanced MR Image Storage" in outcome.out
+        case = "hip_mr" if source == path else "in"
+        assert sorted(p.name for p in out.iterdir()) == [f"{case}.json", f"{case}.seg.nrrd", "summary.csv"]
+        report = json.loads((out / f"{case}.json").read_text())
+        assert "multi-frame" in report["dicom_outputs_skipped"]
+    outcome = run_onfh(
+        capfd, "segment", path, "-o", tmp_path / "plain", "--no-interval", "--no-dicom", "--progress", "none"
+    )
     assert outcome.code == 0, outcome.err
-    assert sorted(p.name for p in out.iterdir()) == ["hip_mr.json", "hip_mr.seg.nrrd", "summary.csv"]
+    assert "no DICOM SEG/SR" not in outcome.out

@@ -438,13 +438,14 @@ def test_dicom_outputs_follow_the_input_and_never_replace_earlier_ones(tiny_mode
     assert snapshot(series) == before
 
 
-def test_a_series_a_seg_cannot_reference_fails_before_segmenting_and_names_the_way_out(
+def test_a_series_a_seg_cannot_reference_is_segmented_without_dicom_outputs_and_says_why(
     tiny_model_dir,  # noqa: F811
     tmp_path,
     capfd,
 ):
-    """Slices without a FrameOfReferenceUID (invalid for MR, but seen): one line naming the
-    attribute and --no-dicom, no outputs; with --no-dicom the case is segmented."""
+    """Slices without a FrameOfReferenceUID (invalid for MR, but seen) are a good image that no
+    SEG can reference: the case is segmented, its .seg.nrrd and .json written, and the CLI line
+    and the report name the missing attribute; no .seg.dcm or .sr.dcm appears."""
     import pydicom
     from cli_checks import run_onfh
 
@@ -455,11 +456,11 @@ def test_a_series_a_seg_cannot_reference_fails_before_segmenting_and_names_the_w
         dataset = pydicom.dcmread(path)
         del dataset.FrameOfReferenceUID
         dataset.save_as(path)
-    outcome = run_onfh(capfd, "segment", series, "-o", tmp_path / "out", "--model", tiny_model_dir)
-    assert outcome.code == 1 and len(outcome.error_lines) == 1
-    assert "FrameOfReferenceUID" in outcome.error_lines[0] and "--no-dicom" in outcome.error_lines[0]
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("no_frame*"))
-    outcome = run_onfh(
-        capfd, "segment", series, "-o", tmp_path / "out", "--model", tiny_model_dir, "--no-dicom"
-    )
+    out = tmp_path / "out"
+    outcome = run_onfh(capfd, "segment", series, "-o", out, "--model", tiny_model_dir, "--no-interval")
     assert outcome.code == 0, outcome.err
+    assert "no DICOM SEG/SR" in outcome.out and "FrameOfReferenceUID" in outcome.out
+    assert sorted(p.name for p in out.iterdir()) == ["no_frame.json", "no_frame.seg.nrrd", "summary.csv"]
+    report = json.loads((out / "no_frame.json").read_text())
+    assert "FrameOfReferenceUID" in report["dicom_outputs_skipped"]
+    assert set(report["outputs"]) == {"segmentation", "report"}

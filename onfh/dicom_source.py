@@ -24,7 +24,17 @@ from onfh.errors import OnfhError
 POSITION_TOLERANCE_SLICES = 0.1
 ORIENTATION_TOLERANCE = 1e-3
 
+
 # Attributes a SEG or SR copies from its source; without them neither can be made.
+class DicomOutputsUnsupported(OnfhError):
+    """The input is a good image, but no DICOM SEG or SR can reference it (one multi-frame
+    instance, or slices without what a SEG must copy).
+
+    Not a bad input: ``onfh segment`` still segments and grades it, writes the other outputs
+    and says in the report and on its line why the DICOM outputs are missing.
+    """
+
+
 REQUIRED_ATTRIBUTES = (
     "SOPClassUID",
     "SOPInstanceUID",
@@ -70,10 +80,10 @@ def source_datasets(folder: str | os.PathLike, image: sitk.Image, series_uid: st
         series_uid: the series chosen with ``--series``, if the folder holds several.
 
     Raises:
+        DicomOutputsUnsupported: the instances are one multi-frame instance or lack what a
+            SEG must copy (e.g. no FrameOfReferenceUID).
         OnfhError: the folder's instances do not match the image's slices one to one (count,
-            position, orientation, size) or lack what a SEG must copy (e.g. no
-            FrameOfReferenceUID), or are one multi-frame instance; the message names the
-            folder and the problem.
+            position, orientation, size); the message names the folder and the problem.
     """
     import pydicom
 
@@ -92,16 +102,15 @@ def require_single_frame(datasets: list, where: str | os.PathLike) -> None:
     """Refuse multi-frame sources (an Enhanced MR file): the SEG and SR reference one instance per slice.
 
     Raises:
-        OnfhError: naming ``where``, the SOP class that arrived and ``--no-dicom`` as the way out.
+        DicomOutputsUnsupported: naming ``where`` and the SOP class that arrived.
     """
     for dataset in datasets:
         frames = int(dataset.get("NumberOfFrames") or 1)
         if frames > 1:
             name = getattr(dataset.get("SOPClassUID"), "name", "") or "multi-frame image"
-            raise OnfhError(
+            raise DicomOutputsUnsupported(
                 f"{where}: the source is one multi-frame DICOM {name} of {frames} frames; onfh writes "
-                "a DICOM SEG and SR only over classic single-frame series: use --no-dicom for the "
-                ".seg.nrrd and .json outputs"
+                "a DICOM SEG and SR only over classic single-frame series"
             )
 
 
@@ -117,9 +126,9 @@ def order_by_grid(datasets: list, image: sitk.Image, where: str | os.PathLike) -
     for dataset in datasets:
         missing = [name for name in REQUIRED_ATTRIBUTES if name not in dataset]
         if missing:
-            raise OnfhError(
+            raise DicomOutputsUnsupported(
                 f"{where}: DICOM instance {dataset.get('SOPInstanceUID', '?')} lacks {', '.join(missing)}; "
-                "a DICOM SEG cannot reference it (use --no-dicom to skip the DICOM outputs)"
+                "a DICOM SEG cannot reference it"
             )
     frames_of_reference = {str(ds.FrameOfReferenceUID) for ds in datasets}
     if len(frames_of_reference) > 1:

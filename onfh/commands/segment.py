@@ -71,8 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "file, DICOM series folder or Enhanced MR file) and grade it (Steinberg A/B/C). Writes "
         "<case>.seg.nrrd, <case>.json and OUTDIR/summary.csv; for a DICOM series also <case>.seg.dcm "
         "(DICOM SEG) and <case>.sr.dcm (DICOM SR measurement report), which NIfTI/NRRD/MHA inputs "
-        "cannot have (they come with no source series to reference) and an Enhanced MR file does not "
-        "get (use --no-dicom). A folder of NIfTI/NRRD/MHA files stands for those files. "
+        "cannot have (they come with no source series to reference); an Enhanced MR file, or a series "
+        "whose slices lack what a SEG must copy, is segmented without them and its report says why. "
+        "A folder of NIfTI/NRRD/MHA files stands for those files. "
         "Results already in OUTDIR are never replaced silently: use --skip-existing or --force.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders")
@@ -251,7 +252,7 @@ def segment_case(
     """
     import SimpleITK as sitk
 
-    from onfh.dicom_source import is_dicom_input, source_datasets
+    from onfh.dicom_source import DicomOutputsUnsupported, is_dicom_input, source_datasets
     from onfh.grading import grade_label_map
     from onfh.imageio import case_name, write_image_atomic, write_text_atomic
     from onfh.report import case_report, flag_low_confidence, input_info, kerboul_reports
@@ -264,9 +265,14 @@ def segment_case(
     if image is None:
         image = read_input(input_path, series_uid)
     sources = None
+    dicom_skipped = None
     if dicom and is_dicom_input(input_path):
-        # Before minutes of inference: a series a SEG cannot reference is refused now.
-        sources = source_datasets(input_path, image, series_uid)
+        # Before minutes of inference: a series that does not match its image is refused now;
+        # one that no SEG can reference is segmented without the DICOM outputs.
+        try:
+            sources = source_datasets(input_path, image, series_uid)
+        except DicomOutputsUnsupported as why:
+            dicom_skipped = str(why)
     read_s = time.perf_counter() - start
     result = segmenter.segment(image, progress=lambda stage, f: report(stage, 0.05 + 0.8 * f))
     label_array = sitk.GetArrayViewFromImage(result.label)
@@ -310,6 +316,7 @@ def segment_case(
             **uncertainty,
             outputs={key: path.name for key, path in paths.items()},
             **({"hips": hips} if hips else {}),
+            **({"dicom_outputs_skipped": dicom_skipped} if dicom_skipped else {}),
             **(extra or {}),
         )
         flag_low_confidence(case_json, whole_result_quality(result, image.GetSpacing()))
@@ -541,6 +548,8 @@ def _format_result(case: str, case_json: dict) -> str:
         flag += f", Kerboul {kerboul['combined_angle_deg']:.0f}° (grade {kerboul['grade']})"
     if case_json.get("hips"):
         flag += f" | per hip: {_hips_text(case_json)}"
+    if case_json.get("dicom_outputs_skipped"):
+        flag += f" [no DICOM SEG/SR: {case_json['dicom_outputs_skipped']}]"
     return (
         f"{case}: head {case_json['femoral_head_volume_ml']:.2f} mL, necrosis "
         f"{case_json['necrosis_volume_ml']:.2f} mL, ratio {ratio_text}, grade {grade}{flag} "
