@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 from cli_checks import assert_refused, run_onfh
@@ -20,9 +22,6 @@ from model_fixtures import DIRECTIONS, phantom
 from onfh.errors import OnfhError
 from onfh.imageio import read_image
 from onfh.synthetic.dicom_series import write_mr_series
-
-hd = pytest.importorskip("highdicom")
-pydicom = pytest.importorskip("pydicom")
 
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 LEGACY_CONVERTED_MR = "1.2.840.10008.5.1.4.1.1.4.4"

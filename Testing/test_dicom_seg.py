@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -29,8 +30,6 @@ from onfh.imageio import read_image
 from onfh.labels import SEGMENTS
 from onfh.segfile import read_segmentation
 from onfh.synthetic.dicom_series import slice_uid, write_mr_series
-
-hd = pytest.importorskip("highdicom")
 
 MODEL = {"id": "phantom-truth", "version": "1", "sha256": "0123456789abcdef" * 4}
 

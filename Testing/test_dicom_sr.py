@@ -7,6 +7,7 @@ case built from a phantom's exact labels must carry its known grade, interval an
 
 from __future__ import annotations
 
+import highdicom as hd
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -25,8 +26,6 @@ from onfh.grading import grade_from_voxel_counts, grade_label_map
 from onfh.imageio import read_image
 from onfh.report import case_report, input_info, kerboul_report
 from onfh.synthetic.dicom_series import write_mr_series
-
-hd = pytest.importorskip("highdicom")
 
 MODEL = {"id": "phantom-truth", "version": "7", "sha256": "fedcba9876543210" * 4}
 

@@ -18,11 +18,6 @@ SMALL = {"size": (128, 128, 60), "spacing_mm": (1.4, 1.4, 2.0)}
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    pytest.importorskip("onfh.synthetic", reason="onfh.synthetic not available yet")
-    from onfh import synthetic
-
-    if not hasattr(synthetic, "generate_case"):
-        pytest.skip("onfh.synthetic.generate_case not available yet")
     cache = tmp_path_factory.mktemp("cache")
     return cache, synthetic_hip(cache, **SMALL)
 
