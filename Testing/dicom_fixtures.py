@@ -66,3 +66,24 @@ def segmented_dicom_case(tiny_model_dir, tmp_path_factory) -> dict:  # noqa: F81
     report = json.loads((out / "hip_mr.json").read_text())
     paths = {key: out / name for key, name in report["outputs"].items()}
     return {**paths, "series": series, "out": out, "case_json": report, "image": image}
+
+
+def bilateral_dicom_phantom(folder: Path):
+    """A small two-hip phantom written as an MR series in ``folder``: (truth label, the image
+    read back from the series, the series' source headers in grid order)."""
+    from model_fixtures import DIRECTIONS, phantom
+
+    from onfh.dicom_source import source_datasets
+    from onfh.imageio import read_image
+    from onfh.synthetic.dicom_series import write_mr_series
+
+    image, truth = phantom(
+        DIRECTIONS["axial"],
+        spacing_mm=(2.0, 2.0, 2.0),
+        size=(90, 40, 30),
+        head_centre_mm=(-45.0, -9.0, 25.0),
+        second_head_centre_mm=(45.0, -9.0, 25.0),
+    )
+    write_mr_series(image, folder, PHANTOM_SERIES_UID)
+    grid = read_image(folder)
+    return truth, grid, source_datasets(folder, grid)

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from cli_checks import run_onfh
 from dicom_fixtures import (  # noqa: F401 (fixtures)
     PHANTOM_SERIES_UID,
+    bilateral_dicom_phantom,
     dciodvfy,
     segmented_dicom_case,
     tiny_model_dir,
@@ -131,16 +132,8 @@ def test_every_orientation_maps_voxels_to_their_source_instance(tmp_path, direct
 
 
 def test_a_bilateral_scan_has_one_head_segment_over_both_hips(tmp_path):
-    image, truth = phantom(
-        DIRECTIONS["axial"],
-        spacing_mm=(2.0, 2.0, 2.0),
-        size=(90, 40, 30),
-        head_centre_mm=(-45.0, -9.0, 25.0),
-        second_head_centre_mm=(45.0, -9.0, 25.0),
-    )
-    write_mr_series(image, tmp_path / "mr", PHANTOM_SERIES_UID)
-    grid = read_image(tmp_path / "mr")
-    seg = write_dicom_seg(truth, source_datasets(tmp_path / "mr", grid), MODEL, tmp_path / "both.seg.dcm")
+    truth, _, sources = bilateral_dicom_phantom(tmp_path / "mr")
+    seg = write_dicom_seg(truth, sources, MODEL, tmp_path / "both.seg.dcm")
     assert [item.SegmentLabel for item in seg.SegmentSequence] == ["Femoral head", "Necrosis"]
     back = read_dicom_seg(tmp_path / "both.seg.dcm")
     heads = sitk.ConnectedComponent(sitk.GetImageFromArray(back.head_mask.astype(np.uint8)))

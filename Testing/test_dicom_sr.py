@@ -13,19 +13,16 @@ import pytest
 import SimpleITK as sitk
 from dicom_fixtures import (  # noqa: F401 (fixtures)
     PHANTOM_SERIES_UID,
+    bilateral_dicom_phantom,
     dciodvfy,
     segmented_dicom_case,
     tiny_model_dir,
 )
-from model_fixtures import DIRECTIONS, phantom
 
 from onfh.dicom_seg import write_dicom_seg
-from onfh.dicom_source import source_datasets
 from onfh.dicom_sr import PRIVATE_SCHEME, write_dicom_sr
 from onfh.grading import grade_from_voxel_counts, grade_label_map
-from onfh.imageio import read_image
 from onfh.report import case_report, input_info, kerboul_report
-from onfh.synthetic.dicom_series import write_mr_series
 
 MODEL = {"id": "phantom-truth", "version": "7", "sha256": "fedcba9876543210" * 4}
 
@@ -113,16 +110,7 @@ def test_sr_holds_the_json_reports_numbers_and_references_the_seg(segmented_dico
 
 
 def test_a_graded_bilateral_phantom_gives_its_known_grades_per_hip(tmp_path):
-    image, truth = phantom(
-        DIRECTIONS["axial"],
-        spacing_mm=(2.0, 2.0, 2.0),
-        size=(90, 40, 30),
-        head_centre_mm=(-45.0, -9.0, 25.0),
-        second_head_centre_mm=(45.0, -9.0, 25.0),
-    )
-    write_mr_series(image, tmp_path / "mr", PHANTOM_SERIES_UID)
-    grid = read_image(tmp_path / "mr")
-    sources = source_datasets(tmp_path / "mr", grid)
+    truth, grid, sources = bilateral_dicom_phantom(tmp_path / "mr")
     labels = sitk.GetArrayFromImage(truth)
     grade = grade_label_map(labels, grid.GetSpacing())
     hips = []
