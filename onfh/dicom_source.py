@@ -57,20 +57,6 @@ def is_dicom_input(path: str | os.PathLike) -> bool:
     return p.is_dir() or (p.is_file() and is_dicom_file(p))
 
 
-def series_files(folder: str | os.PathLike, series_uid: str | None = None) -> list[Path]:
-    """The files of one DICOM series in ``folder`` as GDCM finds them (the reader's own choice)."""
-    from onfh.file_integrity import captured_native_stderr
-    from onfh.imageio import dicom_series_ids
-
-    series = dicom_series_ids(folder)
-    uid = series_uid or (series[0] if len(series) == 1 else None)
-    if uid is None or uid not in series:
-        raise OnfhError(f"{folder}: cannot tell which DICOM series to reference (found: {', '.join(series)})")
-    with captured_native_stderr():
-        names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
-    return [Path(name) for name in names]
-
-
 def source_datasets(folder: str | os.PathLike, image: sitk.Image, series_uid: str | None = None) -> list:
     """The headers of the input's DICOM instances, one per slice, ordered like the image's k axis.
 
@@ -87,7 +73,9 @@ def source_datasets(folder: str | os.PathLike, image: sitk.Image, series_uid: st
     """
     import pydicom
 
-    files = [Path(folder)] if Path(folder).is_file() else series_files(folder, series_uid)
+    from onfh.imageio import dicom_series_files
+
+    files = [Path(folder)] if Path(folder).is_file() else dicom_series_files(folder, series_uid)[1]
     datasets = []
     for path in files:
         try:

@@ -142,7 +142,16 @@ def expand_input_folders(inputs: list[str]) -> list[str]:
     return expanded
 
 
-def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
+def dicom_series_files(folder: str | os.PathLike, series_uid: str | None = None) -> tuple[str, list[str]]:
+    """The chosen series' UID and its files, in the order GDCM reads them.
+
+    The one place that picks a folder's series (``series_uid``, else the only one), so the
+    image and the DICOM SEG's source instances always come from the same files.
+
+    Raises:
+        OnfhError: no series, several without ``series_uid``, or no series ``series_uid``.
+    """
+    folder = Path(folder)
     series = dicom_series_ids(folder)
     if not series:
         files = image_files_in(folder)
@@ -161,7 +170,11 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
     elif series_uid not in series:
         raise OnfhError(f"{folder}: no DICOM series {series_uid} (found: {', '.join(series)})")
     with captured_native_stderr():
-        names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid)
+        return series_uid, list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
+
+
+def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
+    series_uid, names = dicom_series_files(folder, series_uid)
     if number_of_frames(names[0]) > 1:
         # The series reader would stack each file's frames into a 4D image.
         if len(names) == 1:
