@@ -8,9 +8,7 @@ exception fails the test the same way).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import locale
 import os
 import subprocess
 import sys
@@ -111,17 +109,6 @@ def ball_labels(shape_zyx=(40, 40, 40), centre=(20, 20, 20), radius=12, lesion_r
     lesion = np.sqrt((z - centre[0] - radius / 2) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2)
     labels[(lesion <= lesion_radius) & (labels == 1)] = 2
     return labels
-
-
-@contextlib.contextmanager
-def kept_locale():
-    """Restore the C locale after a block: GDCM's DICOM writer sets it to "C" and leaves it,
-    which turns Python's default text encoding into ASCII for every later test."""
-    saved = locale.setlocale(locale.LC_ALL)
-    try:
-        yield
-    finally:
-        locale.setlocale(locale.LC_ALL, saved)
 
 
 def truncate(path: Path, fraction: float = 2 / 3) -> Path:

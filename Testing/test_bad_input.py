@@ -20,7 +20,6 @@ from cli_checks import (
     ROOT,
     assert_refused,
     ball_labels,
-    kept_locale,
     noise_image,
     run_child,
     run_onfh,
@@ -78,13 +77,14 @@ def test_intact_files_are_not_refused_even_when_oddly_named(tmp_path):
 
 def test_a_dicom_series_with_a_truncated_slice_is_refused(tmp_path):
     from model_fixtures import DIRECTIONS, phantom
-    from test_segment_cli import write_dicom_series
+
+    from onfh.synthetic.dicom_series import slice_uid, write_mr_series
 
     image, _ = phantom(DIRECTIONS["axial"], size=(48, 48, 30))
     folder = tmp_path / "patient"
-    with kept_locale():
-        write_dicom_series(image, folder, "1.2.826.0.1.3680043.2.1125.9", "s")
-    truncate(sorted(folder.iterdir())[12], 0.5)  # GDCM silently leaves such a file out
+    series_uid = "1.2.826.0.1.3680043.2.1125.9"
+    write_mr_series(image, folder, series_uid)
+    truncate(folder / f"{slice_uid(series_uid, 12)}.dcm", 0.5)  # GDCM silently leaves such a file out
     with pytest.raises(OnfhError, match="has missing slices"):
         read_image(folder)
 

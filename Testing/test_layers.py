@@ -56,7 +56,7 @@ def engine_files():
 
 @pytest.mark.parametrize("path", engine_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_engine_and_mrml_imports_follow_the_layer_table(path):
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     allowed = set(sys.stdlib_module_names) | ENGINE_THIRD_PARTY
     if is_layer1(path):
         allowed |= LAYER1_EXTRA
@@ -90,7 +90,7 @@ def test_only_the_torch_side_imports_torch_at_module_level(path):
     relative = path.relative_to(ROOT / "onfh")
     if relative.parts[0] == "training" or path.name in TORCH_SIDE:
         return
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     names = [name for node in top_level for _, name in imported_modules(node)]
     assert not [n for n in names if n.split(".")[0] in HEAVY], f"{relative}: module-level {names}"
@@ -106,13 +106,13 @@ def test_both_slicer_modules_exist():
 
 @pytest.mark.parametrize("path", module_files(), ids=lambda p: p.name)
 def test_module_files_stay_thin(path):
-    lines = len(path.read_text().splitlines())
+    lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MODULE_FILE_MAX_LINES, f"{path.name} has {lines} lines; move logic to onfh/ or onfh/mrml/"
 
 
 @pytest.mark.parametrize("path", module_files(), ids=lambda p: p.name)
 def test_module_files_parse_on_python39_syntax(path):
-    source = path.read_text()
+    source = path.read_text(encoding="utf-8")
     ast.parse(source, filename=str(path), feature_version=(3, 9))
     assert "from __future__ import annotations" in source
 
@@ -120,7 +120,7 @@ def test_module_files_parse_on_python39_syntax(path):
 @pytest.mark.parametrize("path", engine_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_engine_parses_on_python39_syntax(path):
     """Slicer 5.8 bundles Python 3.9: no ``match``, and ``X | None`` only as lazy annotations."""
-    source = path.read_text()
+    source = path.read_text(encoding="utf-8")
     tree = ast.parse(source, filename=str(path), feature_version=(3, 9))
     has_code = any(not isinstance(node, ast.Expr) for node in tree.body)
     if has_code:

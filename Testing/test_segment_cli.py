@@ -23,6 +23,7 @@ from onfh.metrics import dice
 from onfh.modelfolder import file_sha256
 from onfh.report import kerboul_report, kerboul_reports
 from onfh.segfile import read_segmentation
+from onfh.synthetic.dicom_series import write_mr_series
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -285,34 +286,10 @@ def test_bilateral_heads_get_their_own_kerboul_angles():
     assert largest in [h["kerboul"] for h in hips]
 
 
-def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, prefix: str) -> None:
-    """Write ``image`` as one DICOM file per slice (SimpleITK's series-writing recipe)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    image = sitk.Cast(sitk.RescaleIntensity(image, 0, 2000), sitk.sitkInt16)
-    d = image.GetDirection()
-    orientation = "\\".join(str(v) for v in (d[0], d[3], d[6], d[1], d[4], d[7]))
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for z in range(image.GetDepth()):
-        item = image[:, :, z]
-        item.SetMetaData("0020|000e", series_uid)
-        item.SetMetaData("0020|000d", "1.2.826.0.1.3680043.2.1125.1")
-        item.SetMetaData("0008|0060", "MR")
-        item.SetMetaData("0020|0052", "1.2.826.0.1.3680043.2.1125.2")  # one frame of reference
-        item.SetMetaData("0020|0037", orientation)
-        item.SetMetaData(
-            "0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, z)))
-        )
-        item.SetMetaData("0020|0013", str(z + 1))
-        item.SetMetaData("0018|0050", str(image.GetSpacing()[2]))
-        writer.SetFileName(str(folder / f"{prefix}{z:04d}.dcm"))
-        writer.Execute(item)
-
-
 def test_dicom_series_folders_are_read_and_several_series_need_a_choice(tiny_model_dir, tmp_path, capsys):  # noqa: F811
     image, truth = phantom(DIRECTIONS["oblique"], noise=8.0, seed=5)
     folder = tmp_path / "patient_17"
-    write_dicom_series(image, folder, "1.2.826.0.1.3680043.2.1125.7", "a")
+    write_mr_series(image, folder, "1.2.826.0.1.3680043.2.1125.7")
     out = tmp_path / "out"
     assert main(["segment", str(folder), "-o", str(out), "--model", str(tiny_model_dir)]) == 0
     segmentation = read_segmentation(out / "patient_17.seg.nrrd")
@@ -320,7 +297,7 @@ def test_dicom_series_folders_are_read_and_several_series_need_a_choice(tiny_mod
     assert np.allclose(segmentation.image.GetOrigin(), image.GetOrigin(), atol=1e-3)
     assert dice(segmentation.head_mask, sitk.GetArrayFromImage(truth) > 0) > 0.8
 
-    write_dicom_series(image, folder, "1.2.826.0.1.3680043.2.1125.8", "b")
+    write_mr_series(image, folder, "1.2.826.0.1.3680043.2.1125.8")
     assert main(["segment", str(folder), "-o", str(tmp_path / "out2"), "--model", str(tiny_model_dir)]) == 1
     assert "holds 2 DICOM series" in capsys.readouterr().err
     argv = ["segment", str(folder), "-o", str(tmp_path / "out3"), "--model", str(tiny_model_dir)]
@@ -451,7 +428,7 @@ def test_a_series_a_seg_cannot_reference_is_segmented_without_dicom_outputs_and_
 
     image, _ = phantom(DIRECTIONS["axial"], noise=8.0, seed=8)
     series = tmp_path / "no_frame"
-    write_dicom_series(image, series, "1.2.826.0.1.3680043.2.1125.99", "s")
+    write_mr_series(image, series, "1.2.826.0.1.3680043.2.1125.99")
     for path in series.iterdir():
         dataset = pydicom.dcmread(path)
         del dataset.FrameOfReferenceUID
