@@ -240,9 +240,10 @@ def test_requested_accelerator_that_is_missing_is_refused(tiny_model_dir, tmp_pa
 
 
 def test_bilateral_heads_are_graded_per_side_in_report_and_summary():
-    from onfh.commands.segment import _summary_row, hip_reports
+    from onfh.commands.segment import hip_reports
     from onfh.grading import grade_from_voxel_counts
     from onfh.inference import HeadResult
+    from onfh.segment_summary import summary_row
 
     spacing = (1.0, 1.0, 2.0)
     heads = [
@@ -255,7 +256,7 @@ def test_bilateral_heads_are_graded_per_side_in_report_and_summary():
     assert hips[0]["femoral_head_volume_ml"] == pytest.approx(2.0)
     combined = grade_from_voxel_counts(2000, 450, spacing).to_dict()
     case_json = {**combined, "hips": hips, "outputs": {"segmentation": "a.seg.nrrd", "report": "a.json"}}
-    row = _summary_row("a", "a.nii.gz", case_json, 1.0)
+    row = summary_row("a", "a.nii.gz", case_json, 1.0)
     assert row["hips"] == "left C 40.0 %; right A 5.0 %"
 
 
