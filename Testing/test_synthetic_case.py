@@ -98,7 +98,7 @@ def test_override_changes_only_its_choice():
     assert np.array_equal(_arrays(moved)[1], _arrays(base)[1])
 
 
-@pytest.mark.parametrize("orientation", ["axial", "coronal", "oblique"])
+@pytest.mark.parametrize("orientation", ["axial", "coronal", "sagittal", "oblique"])
 def test_direction_matrix_round_trips_through_nifti(orientation, tmp_path):
     determinants = set()
     for seed in (40, 41, 42, 43):
@@ -111,6 +111,9 @@ def test_direction_matrix_round_trips_through_nifti(orientation, tmp_path):
         elif orientation == "coronal":
             # The slice axis (third column) runs anterior-posterior.
             assert abs(direction[1, 2]) == pytest.approx(1.0)
+        elif orientation == "sagittal":
+            # Slices run left-right, rows anterior-posterior, columns superior-inferior.
+            assert np.allclose(np.abs(direction), [[0, 0, 1], [1, 0, 0], [0, 1, 0]])
         else:
             assert not np.allclose(np.abs(direction), np.round(np.abs(direction)), atol=1e-3)
         for image, name in ((case.image, f"{seed}.nii.gz"), (case.label, f"{seed}_label.nii.gz")):

@@ -111,6 +111,8 @@ def test_same_seed_gives_the_same_bytes(tmp_path):
         ({"cases": 2, "seed": -3}, "--seed"),
         ({"cases": 2, "spacing_mm": (0.7, 0.0, 1.0)}, "spacing"),
         ({"cases": 2, "size": (8, 80, 56)}, "size"),
+        ({"cases": 2, "orientation": "transverse"}, "axial, coronal, oblique, sagittal, got 'transverse'"),
+        ({"cases": 2, "orientation": "sagittal", "bilateral": True}, "one hip"),
     ],
 )
 def test_bad_arguments_write_nothing(tmp_path, kwargs, message):
@@ -182,6 +184,7 @@ def test_command_line_writes_previews_and_reports_bad_arguments(tmp_path, capsys
     for arguments, message in (
         (["--cases", "0"], "--cases"),
         (["--cases", "1", "--spacing", "0.7", "-0.7", "1"], "spacing"),
+        (["--cases", "1", "--orientation", "sideways"], "--orientation must be one of"),
     ):
         code = main(["synth", str(tmp_path / "bad"), *arguments])
         err = capsys.readouterr().err.strip()
@@ -190,3 +193,17 @@ def test_command_line_writes_previews_and_reports_bad_arguments(tmp_path, capsys
     assert not (tmp_path / "bad").exists()
     code = main(["synth", str(target), "--cases", "1"])
     assert code == 2 and "already holds a data set" in capsys.readouterr().err
+
+
+def test_orientation_is_asked_for_and_recorded(tmp_path, a_cohort):
+    """Every case of an ``orientation`` cohort is acquired that way; the drawn mix is untouched."""
+    root = tmp_path / "sagittal"
+    rows = write_cohort(root, cases=2, seed=1, orientation="sagittal", **TINY)
+    assert [row["orientation"] for row in rows] == ["sagittal", "sagittal"]
+    assert json.loads((root / "dataset.json").read_text())["orientation"] == "sagittal"
+    for case in list_cases(root):
+        direction = np.abs(np.reshape(sitk.ReadImage(str(case.image_path)).GetDirection(), (3, 3)))
+        assert direction[0, 2] == pytest.approx(1.0)  # slices run left-right
+    drawn_root, drawn_rows = a_cohort
+    assert {row["orientation"] for row in drawn_rows} <= {"axial", "coronal", "oblique"}
+    assert json.loads((drawn_root / "dataset.json").read_text())["orientation"] == "drawn per case"

@@ -43,6 +43,12 @@ def register(subparsers) -> None:
         "texture and resolution (the randomised generator; needs torch and MONAI)",
     )
     parser.add_argument(
+        "--orientation",
+        metavar="{axial,coronal,sagittal,oblique}",
+        help="acquire every case this way (default: axial, coronal or oblique drawn per case; "
+        "sagittal only when asked for, so that earlier seeds keep their images)",
+    )
+    parser.add_argument(
         "--tissue-maps",
         action="store_true",
         help="also write tissuesTr/<case>.nii.gz (every voxel's tissue), for contrast-randomised training",
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
         tissue_maps=args.tissue_maps,
         contrast=args.contrast,
+        orientation=args.orientation,
     )
     grades = {grade: sum(1 for row in rows if row["grade"] == grade) for grade in ("A", "B", "C")}
     counts = ", ".join(f"{grade} {count}" for grade, count in grades.items())

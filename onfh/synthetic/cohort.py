@@ -33,6 +33,7 @@ from onfh.dataset import (
 )
 from onfh.errors import OnfhError
 from onfh.imageio import write_image_atomic, write_text_atomic
+from onfh.synthetic.geometry import ACQUISITION_ORIENTATIONS
 from onfh.synthetic.phantom import GENERATOR_VERSION, generate_case, resolve_geometry
 
 PREVIEW_DIR = "previews"
@@ -113,11 +114,17 @@ def check_output_folder(outdir: str | os.PathLike) -> Path:
     return root
 
 
-def _check_arguments(cases, seed, spacing_mm, size, bilateral: bool) -> None:
+def _check_arguments(cases, seed, spacing_mm, size, bilateral: bool, orientation: str | None) -> None:
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
         raise OnfhError(f"--cases must be an integer >= 1, got {cases!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise OnfhError(f"--seed must be an integer >= 0, got {seed!r}")
+    if orientation is not None and orientation not in ACQUISITION_ORIENTATIONS:
+        raise OnfhError(
+            f"--orientation must be one of {', '.join(ACQUISITION_ORIENTATIONS)}, got {orientation!r}"
+        )
+    if orientation == "sagittal" and bilateral:
+        raise OnfhError("--orientation sagittal cannot hold both hips: a sagittal slab images one hip")
     try:
         resolve_geometry(spacing_mm, size, bilateral)
     except ValueError as error:
@@ -156,6 +163,7 @@ def write_cohort(
     progress: Callable[[int, int, dict], None] | None = None,
     tissue_maps: bool = False,
     contrast: str = "spgr",
+    orientation: str | None = None,
 ) -> list[dict]:
     """Write ``cases`` synthetic hips into ``outdir`` (a new or empty folder).
 
@@ -174,6 +182,9 @@ def write_cohort(
             from the tissue map with random intensities, texture, resolution, bias and
             noise (:mod:`onfh.training.contrast`, needs torch and MONAI), the other
             generator of the leave-one-generator-out evaluation.
+        orientation: every case acquired ``axial``, ``coronal``, ``sagittal`` or
+            ``oblique``; ``None`` draws axial, coronal or oblique per case (never
+            sagittal, so that existing seeds keep their images).
 
     Returns:
         One ``cases.csv`` row (a dict) per case.
@@ -181,7 +192,7 @@ def write_cohort(
     Raises:
         OnfhError: bad arguments or output folder; nothing is written then.
     """
-    _check_arguments(cases, seed, spacing_mm, size, bilateral)
+    _check_arguments(cases, seed, spacing_mm, size, bilateral, orientation)
     if contrast not in CONTRASTS:
         raise OnfhError(f"contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
     render = _random_renderer() if contrast == "random" else None
@@ -199,6 +210,7 @@ def write_cohort(
                     size,
                     bilateral,
                     ratio=ratio,
+                    orientation=orientation,
                     tissue_map=tissue_maps or bool(render),
                 )
             except ValueError as error:
@@ -233,6 +245,7 @@ def write_cohort(
             "bilateral": bool(bilateral),
             "tissue_maps": bool(tissue_maps),
             "contrast": contrast,
+            "orientation": orientation or "drawn per case",
             "cases_csv": CASES_CSV,
         }
         write_dataset_json(staging, description=_description(seed), extra=extra, name=root.resolve().name)

@@ -2,7 +2,7 @@
 
 The phantom is described in millimetres in anatomical frames (a hip frame centred on the
 femoral head: lateral, anterior, superior) and sampled on an image grid whose direction
-matrix is random, exactly as a scanner would place an axial, coronal or oblique slab.
+matrix is random, exactly as a scanner would place an axial, coronal, sagittal or oblique slab.
 Rendering only touches the index box that can hold a structure, which keeps a 256x256x120
 case within a few seconds on two cores.
 """
@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Drawn at random for every case. Sagittal slabs came later and are made only when asked
+# for (``orientation="sagittal"``): adding them to the draw would change every seed's image.
 ORIENTATIONS = ("axial", "coronal", "oblique")
+ACQUISITION_ORIENTATIONS = (*ORIENTATIONS, "sagittal")
 
 
 @dataclass(frozen=True)
@@ -185,17 +188,17 @@ def direction_matrix(rng: np.random.Generator, orientation: str) -> np.ndarray:
     """A scanner-like direction matrix (columns = world directions of the index axes).
 
     Axial: rows run left-right, columns anterior-posterior, slices inferior-superior.
-    Coronal: rows left-right, columns superior-inferior, slices anterior-posterior. Each
-    axis may point either way (as DICOM and NIfTI exports differ), and ``oblique`` turns an
-    axial or coronal slab by up to 30 degrees about a random axis.
+    Coronal: rows left-right, columns superior-inferior, slices anterior-posterior.
+    Sagittal: rows anterior-posterior, columns superior-inferior, slices left-right (so
+    thick slices blur across the joint space, unlike the other two). Each axis may point
+    either way (as DICOM and NIfTI exports differ), and ``oblique`` turns an axial or
+    coronal slab by up to 30 degrees about a random axis.
     """
-    if orientation not in ORIENTATIONS:
-        raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
+    if orientation not in ACQUISITION_ORIENTATIONS:
+        raise ValueError(f"orientation must be one of {ACQUISITION_ORIENTATIONS}, got {orientation!r}")
     base_kind = orientation if orientation != "oblique" else ("axial", "coronal")[int(rng.integers(2))]
-    if base_kind == "axial":
-        columns = [np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, 1.0])]
-    else:
-        columns = [np.array([1.0, 0, 0]), np.array([0, 0, -1.0]), np.array([0, 1.0, 0])]
+    x, y, z = np.eye(3)
+    columns = {"axial": [x, y, z], "coronal": [x, -z, y], "sagittal": [y, -z, x]}[base_kind]
     signs = np.where(rng.random(3) < 0.25, -1.0, 1.0)
     matrix = np.stack([c * s for c, s in zip(columns, signs)], axis=1)
     if orientation == "oblique":
