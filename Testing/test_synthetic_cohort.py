@@ -113,6 +113,8 @@ def test_same_seed_gives_the_same_bytes(tmp_path):
         ({"cases": 2, "size": (8, 80, 56)}, "size"),
         ({"cases": 2, "orientation": "transverse"}, "axial, coronal, oblique, sagittal, got 'transverse'"),
         ({"cases": 2, "orientation": "sagittal", "bilateral": True}, "one hip"),
+        ({"cases": 2, "head_diameter_mm": (30.0, 45.0)}, "<= 58 .adult femoral heads., got 30 45"),
+        ({"cases": 2, "head_diameter_mm": (50.0, 44.0)}, "got 50 44"),
     ],
 )
 def test_bad_arguments_write_nothing(tmp_path, kwargs, message):
@@ -207,3 +209,18 @@ def test_orientation_is_asked_for_and_recorded(tmp_path, a_cohort):
     drawn_root, drawn_rows = a_cohort
     assert {row["orientation"] for row in drawn_rows} <= {"axial", "coronal", "oblique"}
     assert json.loads((drawn_root / "dataset.json").read_text())["orientation"] == "drawn per case"
+
+
+def test_head_diameters_are_drawn_from_the_asked_range_and_nothing_else_changes(tmp_path):
+    root, wide = tmp_path / "large", {"spacing_mm": (2.4, 2.4, 2.4), "size": (80, 80, 64)}
+    rows = write_cohort(root, cases=3, seed=1, head_diameter_mm=(55.0, 58.0), **wide)
+    drawn_rows = write_cohort(tmp_path / "drawn", cases=3, seed=1, **wide)
+    for row, drawn in zip(rows, drawn_rows):
+        assert 55.0 <= float(row["head_diameter_mm"]) <= 58.0
+        assert not 55.0 <= float(drawn["head_diameter_mm"]) <= 58.0
+        assert (row["orientation"], row["laterality"], row["snr"]) == (
+            drawn["orientation"],
+            drawn["laterality"],
+            drawn["snr"],
+        )
+    assert json.loads((root / "dataset.json").read_text())["head_diameter_mm"] == [55.0, 58.0]

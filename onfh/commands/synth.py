@@ -49,6 +49,13 @@ def register(subparsers) -> None:
         "sagittal only when asked for, so that earlier seeds keep their images)",
     )
     parser.add_argument(
+        "--head-diameter-mm",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="draw each femoral head's diameter from MIN-MAX mm (within 38-58; default 42-50)",
+    )
+    parser.add_argument(
         "--tissue-maps",
         action="store_true",
         help="also write tissuesTr/<case>.nii.gz (every voxel's tissue), for contrast-randomised training",
@@ -80,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         tissue_maps=args.tissue_maps,
         contrast=args.contrast,
         orientation=args.orientation,
+        head_diameter_mm=tuple(args.head_diameter_mm) if args.head_diameter_mm else None,
     )
     grades = {grade: sum(1 for row in rows if row["grade"] == grade) for grade in ("A", "B", "C")}
     counts = ", ".join(f"{grade} {count}" for grade, count in grades.items())

@@ -39,6 +39,9 @@ from onfh.synthetic.phantom import GENERATOR_VERSION, generate_case, resolve_geo
 PREVIEW_DIR = "previews"
 CONTRASTS = ("spgr", "random")
 RANDOM_CONTRAST_STREAM = 7  # a stream of the case seed of its own: the anatomy stays the same
+HEAD_DIAMETER_STREAM = 8  # likewise: asking for other head sizes changes nothing else
+# Adult femoral heads are spheres of 19-29 mm radius (DOMAIN.md); the generator draws 42-50 mm.
+HEAD_DIAMETER_LIMITS_MM = (38.0, 58.0)
 CASE_PREFIX = "synth"
 RATIO_RANGES = {
     "A": (0.02, 0.145),
@@ -114,7 +117,7 @@ def check_output_folder(outdir: str | os.PathLike) -> Path:
     return root
 
 
-def _check_arguments(cases, seed, spacing_mm, size, bilateral: bool, orientation: str | None) -> None:
+def _check_arguments(cases, seed, spacing_mm, size, bilateral: bool, orientation, head_diameter_mm) -> None:
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
         raise OnfhError(f"--cases must be an integer >= 1, got {cases!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -125,6 +128,14 @@ def _check_arguments(cases, seed, spacing_mm, size, bilateral: bool, orientation
         )
     if orientation == "sagittal" and bilateral:
         raise OnfhError("--orientation sagittal cannot hold both hips: a sagittal slab images one hip")
+    if head_diameter_mm is not None:
+        low_limit, high_limit = HEAD_DIAMETER_LIMITS_MM
+        low, high = (float(v) for v in head_diameter_mm)
+        if not low_limit <= low <= high <= high_limit:
+            raise OnfhError(
+                f"--head-diameter-mm must be MIN MAX with {low_limit:g} <= MIN <= MAX <= {high_limit:g} "
+                f"(adult femoral heads), got {low:g} {high:g}"
+            )
     try:
         resolve_geometry(spacing_mm, size, bilateral)
     except ValueError as error:
@@ -164,6 +175,7 @@ def write_cohort(
     tissue_maps: bool = False,
     contrast: str = "spgr",
     orientation: str | None = None,
+    head_diameter_mm: tuple[float, float] | None = None,
 ) -> list[dict]:
     """Write ``cases`` synthetic hips into ``outdir`` (a new or empty folder).
 
@@ -185,6 +197,9 @@ def write_cohort(
         orientation: every case acquired ``axial``, ``coronal``, ``sagittal`` or
             ``oblique``; ``None`` draws axial, coronal or oblique per case (never
             sagittal, so that existing seeds keep their images).
+        head_diameter_mm: ``(min, max)``: each head's diameter drawn uniformly from this
+            range (within 38-58 mm) instead of the generator's 42-50 mm, from a stream of
+            its own so that everything else about each case stays the same.
 
     Returns:
         One ``cases.csv`` row (a dict) per case.
@@ -192,7 +207,7 @@ def write_cohort(
     Raises:
         OnfhError: bad arguments or output folder; nothing is written then.
     """
-    _check_arguments(cases, seed, spacing_mm, size, bilateral, orientation)
+    _check_arguments(cases, seed, spacing_mm, size, bilateral, orientation, head_diameter_mm)
     if contrast not in CONTRASTS:
         raise OnfhError(f"contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
     render = _random_renderer() if contrast == "random" else None
@@ -203,6 +218,11 @@ def write_cohort(
         for index, (stratum, ratio) in enumerate(ratio_plan(seed, int(cases))):
             case_id = f"{CASE_PREFIX}_{index:03d}"
             this_seed = case_seed(seed, index)
+            diameter_mm = None
+            if head_diameter_mm is not None:
+                diameter_mm = float(
+                    np.random.default_rng([this_seed, HEAD_DIAMETER_STREAM]).uniform(*head_diameter_mm)
+                )
             try:
                 case = generate_case(
                     this_seed,
@@ -211,6 +231,7 @@ def write_cohort(
                     bilateral,
                     ratio=ratio,
                     orientation=orientation,
+                    head_diameter_mm=diameter_mm,
                     tissue_map=tissue_maps or bool(render),
                 )
             except ValueError as error:
@@ -246,6 +267,7 @@ def write_cohort(
             "tissue_maps": bool(tissue_maps),
             "contrast": contrast,
             "orientation": orientation or "drawn per case",
+            "head_diameter_mm": list(head_diameter_mm) if head_diameter_mm else "42-50 (drawn)",
             "cases_csv": CASES_CSV,
         }
         write_dataset_json(staging, description=_description(seed), extra=extra, name=root.resolve().name)

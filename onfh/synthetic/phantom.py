@@ -115,7 +115,8 @@ def generate_case(
         size: voxels (x, y, z); ``None`` for 256x256x120.
         bilateral: both hips in a wide field of view (both heads labelled).
         **overrides: fix a random choice: ``ratio`` (0-1), ``side`` ("left"/"right"),
-            ``orientation`` (axial/coronal/oblique, or sagittal, never drawn), ``protocol`` (:class:`signal.Protocol`),
+            ``orientation`` (axial/coronal/oblique, or sagittal, never drawn),
+            ``protocol`` (:class:`signal.Protocol`),
             ``snr``, ``noise`` / ``bias`` / ``blur`` (False to skip), ``oedema``, ``effusion``,
             ``lesion_shape`` ("cap"/"wedge"), ``band_mm``, ``band_fade`` (0-1),
             ``head_diameter_mm``, ``mid_tissues`` (True: mid-range tissue parameters),
