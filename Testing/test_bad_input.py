@@ -185,7 +185,7 @@ def test_an_all_nan_label_map_is_not_an_empty_head(tmp_path, capfd):
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
 def test_an_all_nan_image_is_reported_as_nan_not_constant(tmp_path, suffix):
-    from onfh.commands.segment import read_input
+    from onfh.case_segmentation import read_input
 
     path = write_image(tmp_path / f"hip{suffix}", np.full((40, 40, 40), np.nan, np.float32))
     with pytest.raises(OnfhError, match="every voxel is NaN") as caught:

@@ -83,7 +83,7 @@ def _shipped_folder() -> Path:
 
 def _agreement(seeds, size=None) -> list[tuple[float, float, str | None, str | None]]:
     """Per case: share of voxels with the same label, of foreground voxels, and both grades."""
-    from onfh.commands.segment import load_segmenter
+    from onfh.case_segmentation import load_segmenter
     from onfh.grading import grade_label_map
     from onfh.synthetic import generate_case
 

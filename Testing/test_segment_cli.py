@@ -240,7 +240,7 @@ def test_requested_accelerator_that_is_missing_is_refused(tiny_model_dir, tmp_pa
 
 
 def test_bilateral_heads_are_graded_per_side_in_report_and_summary():
-    from onfh.commands.segment import hip_reports
+    from onfh.case_segmentation import hip_reports
     from onfh.grading import grade_from_voxel_counts
     from onfh.inference import HeadResult
     from onfh.segment_summary import summary_row
@@ -263,7 +263,7 @@ def test_bilateral_heads_are_graded_per_side_in_report_and_summary():
 def test_bilateral_heads_get_their_own_kerboul_angles():
     from test_kerboul import SUPERIOR, cap_phantom
 
-    from onfh.commands.segment import hip_reports
+    from onfh.case_segmentation import hip_reports
     from onfh.inference import HeadResult
 
     right = cap_phantom(np.eye(3), SUPERIOR, 40.0, centre_mm=np.array([-80.0, 0.0, 0.0]))

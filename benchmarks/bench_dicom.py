@@ -107,8 +107,8 @@ def time_children(series: Path, model: Path, work: Path, args, timings: dict) ->
 
 def time_steps(series: Path, model_dir: Path, work: Path, repeats: int) -> dict[str, tuple]:
     """The DICOM steps alone, in this process, on the default run's segmentation and report."""
+    from onfh.case_segmentation import read_input
     from onfh.cli import main as onfh_main
-    from onfh.commands.segment import read_input
     from onfh.dicom_seg import write_dicom_seg
     from onfh.dicom_source import source_datasets
     from onfh.dicom_sr import write_dicom_sr

@@ -68,7 +68,7 @@ def demo_outputs(outdir: Path) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
-    from onfh.commands.segment import load_segmenter, segment_case
+    from onfh.case_segmentation import load_segmenter, segment_case
     from onfh.ensemble import load_ensemble
     from onfh.errors import OnfhError
     from onfh.imageio import write_image_atomic, write_text_atomic
