@@ -12,7 +12,10 @@
 # default model from this model folder; the LOGO controls always start from scratch) and
 # LEARNING_RATE (its initial rate; default: the recipe's); MODEL_ID (default
 # onfh-dynunet-synth-v3); CV=1 to train the 4 cross-validation folds too; UNI_PARTS x
-# UNI_CASES one-hip cases and BI_PARTS x BI_CASES bilateral cases (8x6 and 2x6); WORKERS and
+# UNI_CASES one-hip cases and BI_PARTS x BI_CASES bilateral cases (8x6 and 2x6), from seeds
+# UNI_SEED+i and BI_SEED+i (3000 and 3100); HEAD_DIAMETER_MM="MIN MAX" for heads of other
+# sizes than the generator's 42-50 mm; SAGITTAL_PARTS (the last this many one-hip parts
+# acquired sagittal, default 0); LOGO=0 to train only the default model; WORKERS and
 # THREADS per training process; DEVICE (cuda); EVAL_SETS=0 to skip the unseen sets,
 # EVAL_DIV to divide their case counts (a quick trial run), EVAL_TIMEOUT (seconds a model
 # may take on one set: a poor model's whole-image searches are slow; cases left are missing).
@@ -28,6 +31,8 @@ INIT_FROM=${INIT_FROM:-}; LEARNING_RATE=${LEARNING_RATE:-}
 MODEL_ID=${MODEL_ID:-onfh-dynunet-synth-v3}; CV=${CV:-0}
 UNI_PARTS=${UNI_PARTS:-8}; UNI_CASES=${UNI_CASES:-6}
 BI_PARTS=${BI_PARTS:-2}; BI_CASES=${BI_CASES:-6}
+UNI_SEED=${UNI_SEED:-3000}; BI_SEED=${BI_SEED:-3100}; HEAD_DIAMETER_MM=${HEAD_DIAMETER_MM:-}
+SAGITTAL_PARTS=${SAGITTAL_PARTS:-0}; LOGO=${LOGO:-1}
 WORKERS=${WORKERS:-2}; THREADS=${THREADS:-2}; DEVICE=${DEVICE:-cuda}
 EVAL_SETS=${EVAL_SETS:-1}; EVAL_DIV=${EVAL_DIV:-1}; EVAL_TIMEOUT=${EVAL_TIMEOUT:-120}
 mkdir -p "$OUT" "$WORK"
@@ -37,12 +42,15 @@ onfh() { "$PY" -m onfh "$@"; }
 
 log "synthesising training data"
 parts=()
+heads=(); [ -n "$HEAD_DIAMETER_MM" ] && read -ra heads <<<"--head-diameter-mm $HEAD_DIAMETER_MM"
 for i in $(seq 0 $((UNI_PARTS - 1))); do
-  onfh synth "$WORK/u$i" --cases "$UNI_CASES" --seed $((3000 + i)) --tissue-maps >"$WORK/synth_u$i.log" 2>&1 &
+  view=(); [ "$i" -ge $((UNI_PARTS - SAGITTAL_PARTS)) ] && view=(--orientation sagittal)
+  onfh synth "$WORK/u$i" --cases "$UNI_CASES" --seed $((UNI_SEED + i)) --tissue-maps "${heads[@]}" "${view[@]}" \
+    >"$WORK/synth_u$i.log" 2>&1 &
   parts+=("u$i=$WORK/u$i")
 done
 for i in $(seq 0 $((BI_PARTS - 1))); do
-  onfh synth "$WORK/b$i" --cases "$BI_CASES" --seed $((3100 + i)) --bilateral --tissue-maps \
+  onfh synth "$WORK/b$i" --cases "$BI_CASES" --seed $((BI_SEED + i)) --bilateral --tissue-maps "${heads[@]}" \
     >"$WORK/synth_b$i.log" 2>&1 &
   parts+=("b$i=$WORK/b$i")
 done
@@ -77,13 +85,16 @@ train() {
 default_args=(--model-id "$MODEL_ID")
 [ -n "$INIT_FROM" ] && default_args+=(--init-from "$INIT_FROM")
 [ -n "$LEARNING_RATE" ] && default_args+=(--learning-rate "$LEARNING_RATE")
-models=("$MODEL_ID" logo_random logo_spgr)
+models=("$MODEL_ID")
 train -o "$WORK/$MODEL_ID" --fold all "${default_args[@]}" >"$WORK/train_default.log" 2>&1 &
 DEFAULT=$!
-train -o "$WORK/logo_random" --fold all --random-contrast 1.0 --model-id onfh-logo-random-only \
-  >"$WORK/train_logo_random.log" 2>&1 &
-train -o "$WORK/logo_spgr" --fold all --random-contrast 0.0 --model-id onfh-logo-spgr-only \
-  >"$WORK/train_logo_spgr.log" 2>&1 &
+if [ "$LOGO" = 1 ]; then
+  models+=(logo_random logo_spgr)
+  train -o "$WORK/logo_random" --fold all --random-contrast 1.0 --model-id onfh-logo-random-only \
+    >"$WORK/train_logo_random.log" 2>&1 &
+  train -o "$WORK/logo_spgr" --fold all --random-contrast 0.0 --model-id onfh-logo-spgr-only \
+    >"$WORK/train_logo_spgr.log" 2>&1 &
+fi
 if [ "$CV" = 1 ]; then
   train -o "$WORK/cv" --fold 0 >"$WORK/train_cv0.log" 2>&1 &
   for _ in $(seq 120); do [ -f "$WORK/cv/crossval/crossval.json" ] && break; sleep 1; done
