@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import platform
 import statistics
 import sys
@@ -35,7 +34,7 @@ import time
 from pathlib import Path
 
 from bench_segment import run_child, version
-from machine import cpu_name
+from machine import load_average, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -157,8 +156,7 @@ def main() -> int:
         work = Path(tmp)
         series = work / CASE
         info = write_series(series, args.seed)
-        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-        print(f"machine: {platform.node()} | {cpu_name()} | {os.cpu_count()} cores | load average {load}")
+        print(machine_line())
         print(
             f"python {platform.python_version()} | onnxruntime {version('onnxruntime')} | "
             f"highdicom {version('highdicom')} | pydicom {version('pydicom')} | "
@@ -172,7 +170,7 @@ def main() -> int:
         timings: dict[str, list[dict]] = {name: [] for name in SEGMENT_RUNS}
         children = time_children(series, model, work, args, timings)
         steps = time_steps(series, model, work, args.repeats)
-        print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        print(f"load average after: {load_average()}")
         print(f"{'step':<36} {'median s':>9} {'min s':>7} {'max s':>7} {'peak GB':>8}")
         for name, (median, low, high, peak) in children.items():
             print(f"{name:<36} {median:9.2f} {low:7.2f} {high:7.2f} {peak:8.2f}")

@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_name
+from machine import load_average, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -149,8 +149,7 @@ def main() -> int:
         work = Path(tmp)
         image = work / "bench_hip.nii.gz"
         info = write_case(image, args.seed)
-        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-        print(f"machine: {platform.node()} | {cpu_name()} | {os.cpu_count()} cores | load average {load}")
+        print(machine_line())
         print(
             f"python {platform.python_version()} | onnxruntime {version('onnxruntime')} | "
             f"torch {version('torch')} | monai {version('monai')}"
@@ -169,7 +168,7 @@ def main() -> int:
                 peaks.append(peak_gb)
                 print(f"{method} run {repeat + 1}: {wall:.2f} s, peak RSS {peak_gb:.2f} GB", flush=True)
             results[method] = (statistics.median(walls), min(walls), max(walls), max(peaks))
-        print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        print(f"load average after: {load_average()}")
         for method, (median, low, high, peak) in results.items():
             goal = f" | goal <= {GOAL_SECONDS} s, <= {GOAL_PEAK_GB} GB" if method == "onnx" else ""
             print(

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_name
+from machine import cpu_name, load_average
 
 
 def machine_facts() -> dict:
@@ -32,7 +32,7 @@ def machine_facts() -> dict:
         "cpu": cpu_name(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a",
+        "load_average": load_average(),
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "SimpleITK": SimpleITK.Version_VersionString(),

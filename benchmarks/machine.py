@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -15,3 +16,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, ``"n/a"`` where the system has none."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def machine_line() -> str:
+    """``machine: <host> | <cpu> | <n> cores | load average <1 5 15>``, printed before the figures."""
+    return (
+        f"machine: {platform.node()} | {cpu_name()} | {os.cpu_count()} cores | load average {load_average()}"
+    )
