@@ -27,6 +27,9 @@ from onfh.synthetic.shapes import (
     union,
 )
 
+# Head diameters the generator draws; ``onfh synth --head-diameter-mm`` asks for others.
+DRAWN_HEAD_DIAMETER_MM = (42.0, 50.0)
+
 
 @dataclass(frozen=True)
 class FemurParams:
@@ -73,7 +76,8 @@ class PelvisParams:
 
 def sample_femur(rng: np.random.Generator, head_diameter_mm: float | None = None) -> FemurParams:
     """A random adult proximal femur (head 42-50 mm, neck-shaft 120-140 deg, anteversion 5-25 deg)."""
-    drawn = float(rng.uniform(42.0, 50.0))  # always drawn, so an override leaves later draws unchanged
+    # Always drawn, so that an override leaves every later draw as it was.
+    drawn = float(rng.uniform(*DRAWN_HEAD_DIAMETER_MM))
     diameter = float(head_diameter_mm) if head_diameter_mm is not None else drawn
     radius = diameter / 2.0
     anteversion = float(rng.uniform(5.0, 25.0))

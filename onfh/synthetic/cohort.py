@@ -33,6 +33,7 @@ from onfh.dataset import (
 )
 from onfh.errors import OnfhError
 from onfh.imageio import write_image_atomic, write_text_atomic
+from onfh.synthetic.anatomy import DRAWN_HEAD_DIAMETER_MM
 from onfh.synthetic.geometry import ACQUISITION_ORIENTATIONS
 from onfh.synthetic.phantom import GENERATOR_VERSION, generate_case, resolve_geometry
 
@@ -40,7 +41,7 @@ PREVIEW_DIR = "previews"
 CONTRASTS = ("spgr", "random")
 RANDOM_CONTRAST_STREAM = 7  # a stream of the case seed of its own: the anatomy stays the same
 HEAD_DIAMETER_STREAM = 8  # likewise: asking for other head sizes changes nothing else
-# Adult femoral heads are spheres of 19-29 mm radius (DOMAIN.md); the generator draws 42-50 mm.
+# Adult femoral heads are spheres of 19-29 mm radius (DOMAIN.md), wider than the generator's draw.
 HEAD_DIAMETER_LIMITS_MM = (38.0, 58.0)
 CASE_PREFIX = "synth"
 RATIO_RANGES = {
@@ -267,7 +268,11 @@ def write_cohort(
             "tissue_maps": bool(tissue_maps),
             "contrast": contrast,
             "orientation": orientation or "drawn per case",
-            "head_diameter_mm": list(head_diameter_mm) if head_diameter_mm else "42-50 (drawn)",
+            "head_diameter_mm": (
+                list(head_diameter_mm)
+                if head_diameter_mm
+                else "{:g}-{:g} (drawn)".format(*DRAWN_HEAD_DIAMETER_MM)
+            ),
             "cases_csv": CASES_CSV,
         }
         write_dataset_json(staging, description=_description(seed), extra=extra, name=root.resolve().name)
