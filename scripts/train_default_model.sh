@@ -42,7 +42,8 @@ onfh() { "$PY" -m onfh "$@"; }
 
 log "synthesising training data"
 parts=()
-heads=(); [ -n "$HEAD_DIAMETER_MM" ] && read -ra heads <<<"--head-diameter-mm $HEAD_DIAMETER_MM"
+# shellcheck disable=SC2206 # MIN MAX: two words on purpose
+heads=(); [ -n "$HEAD_DIAMETER_MM" ] && heads=(--head-diameter-mm $HEAD_DIAMETER_MM)
 for i in $(seq 0 $((UNI_PARTS - 1))); do
   view=(); [ "$i" -ge $((UNI_PARTS - SAGITTAL_PARTS)) ] && view=(--orientation sagittal)
   onfh synth "$WORK/u$i" --cases "$UNI_CASES" --seed $((UNI_SEED + i)) --tissue-maps "${heads[@]}" "${view[@]}" \
