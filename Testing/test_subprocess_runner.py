@@ -162,6 +162,11 @@ def test_quality_warning_reads_the_report_defensively(tmp_path):
     assert quality_warning({"quality": {"passed": False}}) == "Low confidence: the quality check failed"
     both = {"quality": [{"passed": True, "reasons": []}, {"passed": False, "reasons": ["left head small"]}]}
     assert quality_warning(both) == "Low confidence: left head small"
+    noted = {"quality": {"passed": True, "heads": [], "notes": ["no head in the other hip"]}}
+    assert quality_warning(noted) == "Check: no head in the other hip"
+    noted["quality"].update(passed=False, reasons=["head radius 9 mm"])
+    assert quality_warning(noted) == "Low confidence: head radius 9 mm; check: no head in the other hip"
+    assert quality_warning({"quality": {"passed": True, "notes": "not a list"}}) is None
     report = tmp_path / "input.json"
     report.write_text(json.dumps(failed))
     assert read_quality_warning(report).startswith("Low confidence: head radius")

@@ -167,3 +167,32 @@ def test_a_tilted_bilateral_slab_too_thin_for_both_heads_is_planned_on_the_body_
     assert case.info["orientation"] in ("axial", "coronal")
     heads = sitk.GetArrayFromImage(sitk.ConnectedComponent(case.label > 0))
     assert heads.max() == 2  # both heads inside the field of view
+
+
+@pytest.mark.parametrize("shape", ["ellipsoid", "lobed"])
+def test_probe_lesions_hit_the_ratio_and_lie_under_the_articular_surface(shape):
+    case = generate_case(5, ratio=0.25, lesion_shape=shape, **SMALL)
+    assert case.info["lesion_shape"] == shape
+    label = sitk.GetArrayFromImage(case.label)
+    head, necrosis = label > 0, label == 2
+    assert case.info["ratio"] == pytest.approx(0.25, abs=1.0 / np.count_nonzero(head) + 1e-9)
+    # The lesion reaches the head's edge: some necrosis voxel has a non-head face neighbour.
+    outside = np.zeros_like(head)
+    for axis in range(3):
+        for step in (1, -1):
+            outside |= np.roll(~head, step, axis=axis)
+    assert np.count_nonzero(necrosis & outside) > 0.05 * np.count_nonzero(necrosis)
+
+
+def test_a_lobed_lesion_changes_only_the_lesion_of_its_seed():
+    single = generate_case(5, ratio=0.25, lesion_shape="ellipsoid", **SMALL)
+    lobed = generate_case(5, ratio=0.25, lesion_shape="lobed", **SMALL)
+    single_label, lobed_label = (sitk.GetArrayFromImage(c.label) for c in (single, lobed))
+    assert np.array_equal(single_label > 0, lobed_label > 0)  # the same head
+    assert not np.array_equal(single_label == 2, lobed_label == 2)
+    shared = np.count_nonzero((single_label == 2) & (lobed_label == 2))
+    assert shared > 0.3 * np.count_nonzero(single_label == 2)  # the first lobe is the ellipsoid's place
+
+
+def test_drawn_lesions_are_never_probe_shapes():
+    assert {generate_case(seed, **SMALL).info["lesion_shape"] for seed in range(40, 46)} <= {"cap", "wedge"}

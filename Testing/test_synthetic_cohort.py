@@ -115,6 +115,7 @@ def test_same_seed_gives_the_same_bytes(tmp_path):
         ({"cases": 2, "orientation": "sagittal", "bilateral": True}, "one hip"),
         ({"cases": 2, "head_diameter_mm": (30.0, 45.0)}, "<= 58 .adult femoral heads., got 30 45"),
         ({"cases": 2, "head_diameter_mm": (50.0, 44.0)}, "got 50 44"),
+        ({"cases": 2, "lesion_shape": "sphere"}, "cap, wedge, ellipsoid, lobed, got 'sphere'"),
     ],
 )
 def test_bad_arguments_write_nothing(tmp_path, kwargs, message):
@@ -224,3 +225,12 @@ def test_head_diameters_are_drawn_from_the_asked_range_and_nothing_else_changes(
             drawn["snr"],
         )
     assert json.loads((root / "dataset.json").read_text())["head_diameter_mm"] == [55.0, 58.0]
+
+
+def test_lesion_shape_is_asked_for_and_recorded(tmp_path, a_cohort):
+    root = tmp_path / "lobed"
+    rows = write_cohort(root, cases=2, seed=1, lesion_shape="lobed", **TINY)
+    assert [row["lesion_shape"] for row in rows] == ["lobed", "lobed"]
+    assert json.loads((root / "dataset.json").read_text())["lesion_shape"] == "lobed"
+    drawn_root, _ = a_cohort
+    assert json.loads((drawn_root / "dataset.json").read_text())["lesion_shape"] == "cap or wedge (drawn)"

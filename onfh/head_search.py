@@ -80,3 +80,31 @@ def distinct(centres: list[np.ndarray], taken: list[np.ndarray], min_distance_mm
         if all(np.linalg.norm(centre - other) >= min_distance_mm for other in [*taken, *kept]):
             kept.append(centre)
     return kept
+
+
+CONTRALATERAL_DISTANCES_MM = (155.0, 190.0)  # adult head centres ~150-200 mm apart (a crop spans 80 mm)
+CONTRALATERAL_MARGIN_MM = 25.0  # a head centred this far inside every edge is wholly in view
+
+
+def contralateral_centres(
+    image: sitk.Image,
+    head_centre_mm: Sequence[float],
+    distances_mm: Sequence[float] = CONTRALATERAL_DISTANCES_MM,
+    margin_mm: float = CONTRALATERAL_MARGIN_MM,
+) -> list[np.ndarray]:
+    """Where the other femoral head would be, on either side along the patient's left-right
+    (LPS x) axis, at the places that lie inside the field of view.
+
+    Empty for a unilateral field of view: then the other hip is simply not imaged.
+    """
+    centre = np.asarray(head_centre_mm, dtype=float)
+    size = np.asarray(image.GetSize(), dtype=float)
+    margin_vox = margin_mm / np.asarray(image.GetSpacing(), dtype=float)
+    places = []
+    for distance in distances_mm:
+        for sign in (1.0, -1.0):
+            place = centre + np.array([sign * distance, 0.0, 0.0])
+            index = np.asarray(image.TransformPhysicalPointToContinuousIndex(place.tolist()))
+            if np.all(index >= margin_vox - 0.5) and np.all(index <= size - 0.5 - margin_vox):
+                places.append(place)
+    return places

@@ -25,7 +25,13 @@ import SimpleITK as sitk
 
 from onfh.errors import OnfhError
 from onfh.head_check import HeadCheck, check_head
-from onfh.head_search import MIN_CANDIDATE_VOLUME_MM3, candidate_centres, distinct, search_lattice
+from onfh.head_search import (
+    MIN_CANDIDATE_VOLUME_MM3,
+    candidate_centres,
+    contralateral_centres,
+    distinct,
+    search_lattice,
+)
 from onfh.preprocessing import localiser_input, mask_centroid_mm, physical_bounds, segmenter_crop
 
 # progress(stage, fraction of this image done in [0, 1])
@@ -35,6 +41,7 @@ MIN_HEAD_VOLUME_MM3 = 1000.0  # a 12 mm ball: anything smaller is not a femoral 
 MIN_FIELD_OF_VIEW_MM = 32.0  # adult femoral heads are 42-50 mm across
 RECENTRE_SHIFT_MM = 3.0
 SEARCH_STAGE = "search whole image (slower: the localised head failed its check)"
+OTHER_HIP_STAGE = "look for the other hip"
 MAX_HEADS = 2  # a bilateral scan shows both hips
 SECOND_HEAD_FRACTION = 0.4
 MIN_HEAD_SEPARATION_MM = 100.0  # adult femoral head centres lie about 150-200 mm apart
@@ -61,19 +68,27 @@ class InferenceResult:
     crop_centre_mm: tuple[float, float, float]  # its crop's centre as finally segmented
     timings_s: dict[str, float] = field(default_factory=dict)
     heads: list[HeadResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a reader must check, grades kept
 
     @property
     def quality(self) -> dict[str, Any]:
-        """The sphere checks of every head: ``passed``, a ``summary`` line and one entry per head.
+        """The sphere checks of every head: ``passed``, a ``summary`` line and one entry per head,
+        plus ``notes`` (a hip the field of view shows but no head was found in) when there are any.
 
         A failed check means the result is returned with low confidence, never as a plain grade.
+        A note does not withhold the grades of the heads that were found and passed.
         """
         checks = [h.check for h in self.heads if h.check is not None]
         failed = [c for c in checks if not c.passed]
         summary = (
             "passed" if not failed else "low confidence: " + "; ".join(r for c in failed for r in c.reasons)
         )
-        return {"passed": not failed, "summary": summary, "heads": [c.to_dict() for c in checks]}
+        if self.notes:
+            summary += "; check: " + "; ".join(self.notes)
+        quality = {"passed": not failed, "summary": summary, "heads": [c.to_dict() for c in checks]}
+        if self.notes:
+            quality["notes"] = list(self.notes)
+        return quality
 
 
 def run_network(network: Any, array: np.ndarray, device: Any) -> np.ndarray:
@@ -343,33 +358,18 @@ class Segmenter:
         lap("localise_s")
 
         label_array = np.zeros(image.GetSize()[::-1], dtype=np.uint8)
-        heads = []
+        heads: list[HeadResult] = []
         for number, head_centre in enumerate(centres or [None]):
             share = 0.1 + 0.8 * number / max(len(centres), 1)
             report("segment", share)
             alternatives.progress_window = (share, share + 0.6 / max(len(centres), 1))
             attempt = alternatives.first_passing(head_centre, [h.crop_centre_mm for h in heads])
-            if attempt is None:
-                continue
-            probabilities, crop_grid, crop_centre, check = attempt
-            report("resample", share + 0.6 / max(len(centres), 1))
-            mapped = map_back(probabilities, crop_grid, image)
-            # Label is zero outside the mapped box, so its largest component lies inside it.
-            head_label = None if mapped is None else keep_largest_head(mapped[1])
-            lap("map_back_s")
-            if head_label is None or not head_label.any():
-                continue
-            target = label_array[mapped[0]]
-            np.maximum(target, head_label, out=target)
-            heads.append(
-                HeadResult(
-                    centre_mm=tuple(float(v) for v in (crop_centre if head_centre is None else head_centre)),
-                    crop_centre_mm=tuple(float(v) for v in crop_centre),
-                    head_voxels=int(np.count_nonzero(head_label)),
-                    necrosis_voxels=int(np.count_nonzero(head_label == 2)),
-                    check=check,
-                )
-            )
+            if attempt is not None:
+                report("resample", share + 0.6 / max(len(centres), 1))
+                self._add_head(attempt, head_centre, image, label_array, heads, lap)
+        notes = []
+        if len(heads) == 1 and int(localiser.get("max_heads", MAX_HEADS)) >= 2:
+            notes = self._look_for_other_hip(alternatives, image, label_array, heads, report, lap)
         if not heads:
             raise OnfhError(
                 "no femoral head found: neither the localiser nor a search of the whole image "
@@ -388,7 +388,60 @@ class Segmenter:
             crop_centre_mm=heads[0].crop_centre_mm,
             timings_s=timings,
             heads=heads,
+            notes=notes,
         )
+
+    @staticmethod
+    def _add_head(attempt, head_centre, image, label_array, heads, lap, min_voxels: int = 1) -> bool:
+        """Map an attempt's crop back onto ``label_array`` and record its head, unless the
+        head has fewer than ``min_voxels`` voxels on the input grid; ``True`` if added."""
+        probabilities, crop_grid, crop_centre, check = attempt
+        mapped = map_back(probabilities, crop_grid, image)
+        # Label is zero outside the mapped box, so its largest component lies inside it.
+        head_label = None if mapped is None else keep_largest_head(mapped[1])
+        lap("map_back_s")
+        if head_label is None or np.count_nonzero(head_label) < max(min_voxels, 1):
+            return False
+        target = label_array[mapped[0]]
+        np.maximum(target, head_label, out=target)
+        heads.append(
+            HeadResult(
+                centre_mm=tuple(float(v) for v in (crop_centre if head_centre is None else head_centre)),
+                crop_centre_mm=tuple(float(v) for v in crop_centre),
+                head_voxels=int(np.count_nonzero(head_label)),
+                necrosis_voxels=int(np.count_nonzero(head_label == 2)),
+                check=check,
+            )
+        )
+        return True
+
+    def _look_for_other_hip(self, alternatives, image, label_array, heads, report, lap) -> list[str]:
+        """One head found, but the field of view reaches where the other would be: look there.
+
+        A localiser can miss the second head of a bilateral scan without any sign (a
+        contrast it never saw). The segmenter looks at the mirror places across the
+        pelvis; a head that passes the sphere check, is about as large as the first and
+        lies far enough from it is added. Otherwise the result carries a note: the hip
+        may be replaced (a prosthesis is no head) or missed, and a reader should look.
+        """
+        first = heads[0]
+        places = contralateral_centres(image, first.crop_centre_mm)
+        for number, place in enumerate(places):
+            report(OTHER_HIP_STAGE, 0.9 + 0.05 * number / len(places))
+            attempt = alternatives.attempt(place, "other-hip look")
+            crop_centre, check = attempt[2], attempt[3]
+            apart_mm = float(np.linalg.norm(np.asarray(crop_centre) - np.asarray(first.crop_centre_mm)))
+            if not check.passed or apart_mm < MIN_HEAD_SEPARATION_MM:
+                continue
+            min_voxels = int(np.ceil(SECOND_HEAD_FRACTION * first.head_voxels))
+            if self._add_head(attempt, None, image, label_array, heads, lap, min_voxels):
+                return []
+        if not places:
+            return []
+        return [
+            "one femoral head found, but the field of view also shows the other hip: "
+            "no head there (replaced, or missed); look at it"
+        ]
 
     def _segment_crop(self, image: sitk.Image, centre_mm: np.ndarray, lap: Callable[[str], None]):
         """Segmenter probabilities on a crop around ``centre_mm``, re-centred once if the head is cut.

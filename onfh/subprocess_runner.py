@@ -199,11 +199,13 @@ def child_environment(base: dict[str, str]) -> dict[str, str]:
 
 
 def quality_warning(report: object) -> str | None:
-    """ "Low confidence: <why>" when the report's quality check failed, else ``None``.
+    """ "Low confidence: <why>" when the report's quality check failed, "Check: <what>" when it
+    passed with notes (the field of view shows a hip in which no head was found), else ``None``.
 
     Reads the ``quality`` entry of an ``onfh segment`` JSON report defensively: older
     reports have none; today's hold ``{"passed", "summary", "heads": [{"passed",
-    "reasons"}, ...]}`` (one check per femoral head); a list of per-head entries is read too.
+    "reasons"}, ...], "notes": [...]}`` (one check per femoral head); a list of per-head
+    entries is read too.
     """
     quality = report.get("quality") if isinstance(report, dict) else None
     entries = quality if isinstance(quality, list) else [quality]
@@ -219,9 +221,12 @@ def quality_warning(report: object) -> str | None:
                 reasons += [str(r) for r in listed if str(r).strip() and str(r) not in reasons]
             elif isinstance(listed, str) and listed.strip():
                 reasons.append(listed)
-    if not failed:
-        return None
-    return "Low confidence: " + ("; ".join(reasons) if reasons else "the quality check failed")
+    notes = quality.get("notes") if isinstance(quality, dict) else None
+    notes = [str(n) for n in notes if str(n).strip()] if isinstance(notes, (list, tuple)) else []
+    if failed:
+        warning = "Low confidence: " + ("; ".join(reasons) if reasons else "the quality check failed")
+        return warning + "".join(f"; check: {note}" for note in notes)
+    return "Check: " + "; ".join(notes) if notes else None
 
 
 def read_quality_warning(report_path: str | os.PathLike) -> str | None:

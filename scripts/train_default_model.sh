@@ -15,7 +15,8 @@
 # UNI_CASES one-hip cases and BI_PARTS x BI_CASES bilateral cases (8x6 and 2x6), from seeds
 # UNI_SEED+i and BI_SEED+i (3000 and 3100); HEAD_DIAMETER_MM="MIN MAX" for heads of other
 # sizes than the generator's 42-50 mm; SAGITTAL_PARTS (the last this many one-hip parts
-# acquired sagittal, default 0); LOGO=0 to train only the default model; WORKERS and
+# acquired sagittal, default 0); ELLIPSOID_PARTS (the first this many one-hip parts with
+# ellipsoidal lesions anywhere on the upper head, --lesion-shape ellipsoid; default 0); LOGO=0 to train only the default model; WORKERS and
 # THREADS per training process; DEVICE (cuda); EVAL_SETS=0 to skip the unseen sets,
 # EVAL_DIV to divide their case counts (a quick trial run), EVAL_TIMEOUT (seconds a model
 # may take on one set: a poor model's whole-image searches are slow; cases left are missing).
@@ -32,7 +33,7 @@ MODEL_ID=${MODEL_ID:-onfh-dynunet-synth-v3}; CV=${CV:-0}
 UNI_PARTS=${UNI_PARTS:-8}; UNI_CASES=${UNI_CASES:-6}
 BI_PARTS=${BI_PARTS:-2}; BI_CASES=${BI_CASES:-6}
 UNI_SEED=${UNI_SEED:-3000}; BI_SEED=${BI_SEED:-3100}; HEAD_DIAMETER_MM=${HEAD_DIAMETER_MM:-}
-SAGITTAL_PARTS=${SAGITTAL_PARTS:-0}; LOGO=${LOGO:-1}
+SAGITTAL_PARTS=${SAGITTAL_PARTS:-0}; ELLIPSOID_PARTS=${ELLIPSOID_PARTS:-0}; LOGO=${LOGO:-1}
 WORKERS=${WORKERS:-2}; THREADS=${THREADS:-2}; DEVICE=${DEVICE:-cuda}
 EVAL_SETS=${EVAL_SETS:-1}; EVAL_DIV=${EVAL_DIV:-1}; EVAL_TIMEOUT=${EVAL_TIMEOUT:-120}
 mkdir -p "$OUT" "$WORK"
@@ -46,6 +47,7 @@ parts=()
 heads=(); [ -n "$HEAD_DIAMETER_MM" ] && heads=(--head-diameter-mm $HEAD_DIAMETER_MM)
 for i in $(seq 0 $((UNI_PARTS - 1))); do
   view=(); [ "$i" -ge $((UNI_PARTS - SAGITTAL_PARTS)) ] && view=(--orientation sagittal)
+  [ "$i" -lt "$ELLIPSOID_PARTS" ] && view+=(--lesion-shape ellipsoid)
   onfh synth "$WORK/u$i" --cases "$UNI_CASES" --seed $((UNI_SEED + i)) --tissue-maps "${heads[@]}" "${view[@]}" \
     >"$WORK/synth_u$i.log" 2>&1 &
   parts+=("u$i=$WORK/u$i")

@@ -182,6 +182,8 @@ def _format_result(case: str, case_json: dict) -> str:
     if not quality.get("passed", True):
         unchecked = case_json.get("unchecked_steinberg_grade")
         flag += f" [{quality['summary'].upper()}; the volumes would give {unchecked}]"
+    elif quality.get("notes"):
+        flag += " [CHECK: " + "; ".join(quality["notes"]).upper() + "]"
     kerboul = case_json.get("kerboul")
     if kerboul:
         flag += f", Kerboul {kerboul['combined_angle_deg']:.0f}° (grade {kerboul['grade']})"

@@ -56,6 +56,13 @@ def register(subparsers) -> None:
         help="draw each femoral head's diameter from MIN-MAX mm (within 38-58; default 42-50)",
     )
     parser.add_argument(
+        "--lesion-shape",
+        metavar="{cap,wedge,ellipsoid,lobed}",
+        help="make every lesion this shape (default: cap or wedge drawn per case; only when asked "
+        "for: ellipsoid, a lesion of random proportions anywhere on the upper half of the head, and "
+        "lobed, two such ellipsoids merged)",
+    )
+    parser.add_argument(
         "--tissue-maps",
         action="store_true",
         help="also write tissuesTr/<case>.nii.gz (every voxel's tissue), for contrast-randomised training",
@@ -88,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         contrast=args.contrast,
         orientation=args.orientation,
         head_diameter_mm=tuple(args.head_diameter_mm) if args.head_diameter_mm else None,
+        lesion_shape=args.lesion_shape,
     )
     grades = {grade: sum(1 for row in rows if row["grade"] == grade) for grade in ("A", "B", "C")}
     counts = ", ".join(f"{grade} {count}" for grade, count in grades.items())

@@ -35,6 +35,7 @@ from onfh.errors import OnfhError
 from onfh.imageio import write_image_atomic, write_text_atomic
 from onfh.synthetic.anatomy import DRAWN_HEAD_DIAMETER_MM
 from onfh.synthetic.geometry import ACQUISITION_ORIENTATIONS
+from onfh.synthetic.lesion import LESION_SHAPES, PROBE_LESION_SHAPES
 from onfh.synthetic.phantom import GENERATOR_VERSION, generate_case, resolve_geometry
 
 PREVIEW_DIR = "previews"
@@ -177,6 +178,7 @@ def write_cohort(
     contrast: str = "spgr",
     orientation: str | None = None,
     head_diameter_mm: tuple[float, float] | None = None,
+    lesion_shape: str | None = None,
 ) -> list[dict]:
     """Write ``cases`` synthetic hips into ``outdir`` (a new or empty folder).
 
@@ -201,6 +203,9 @@ def write_cohort(
         head_diameter_mm: ``(min, max)``: each head's diameter drawn uniformly from this
             range (within 38-58 mm) instead of the generator's 42-50 mm, from a stream of
             its own so that everything else about each case stays the same.
+        lesion_shape: every lesion a ``cap``, ``wedge``, ``ellipsoid`` or ``lobed`` (the last
+            two never drawn: an ellipsoid anywhere on the upper half of the head, or two
+            merged; probes of lesions unlike the drawn ones); ``None`` draws cap or wedge.
 
     Returns:
         One ``cases.csv`` row (a dict) per case.
@@ -209,6 +214,9 @@ def write_cohort(
         OnfhError: bad arguments or output folder; nothing is written then.
     """
     _check_arguments(cases, seed, spacing_mm, size, bilateral, orientation, head_diameter_mm)
+    shapes = LESION_SHAPES + PROBE_LESION_SHAPES
+    if lesion_shape is not None and lesion_shape not in shapes:
+        raise OnfhError(f"--lesion-shape must be one of {', '.join(shapes)}, got {lesion_shape!r}")
     if contrast not in CONTRASTS:
         raise OnfhError(f"contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
     render = _random_renderer() if contrast == "random" else None
@@ -233,6 +241,7 @@ def write_cohort(
                     ratio=ratio,
                     orientation=orientation,
                     head_diameter_mm=diameter_mm,
+                    lesion_shape=lesion_shape,
                     tissue_map=tissue_maps or bool(render),
                 )
             except ValueError as error:
@@ -273,6 +282,7 @@ def write_cohort(
                 if head_diameter_mm
                 else "{:g}-{:g} (drawn)".format(*DRAWN_HEAD_DIAMETER_MM)
             ),
+            "lesion_shape": lesion_shape or "cap or wedge (drawn)",
             "cases_csv": CASES_CSV,
         }
         write_dataset_json(staging, description=_description(seed), extra=extra, name=root.resolve().name)

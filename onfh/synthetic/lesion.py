@@ -20,6 +20,10 @@ from onfh.synthetic.geometry import rotation_matrix
 from onfh.synthetic.shapes import Shape, round_cone, sine_perturbation, sphere, union
 
 LESION_SHAPES = ("cap", "wedge")
+# Made only when asked for (drawing them would change every seed): "ellipsoid" is in the
+# v6 training data; "lobed" (two overlapping ellipsoids) is kept out of all training as
+# the held-out lesion family.
+PROBE_LESION_SHAPES = ("ellipsoid", "lobed")
 JUNCTION_CLEARANCE_MM = 4.0
 
 
@@ -29,6 +33,8 @@ class LesionParams:
 
     shape: str
     axis: np.ndarray  # unit vector from the head centre to the lesion centre (anterosuperior)
+    ellipsoid_axes: np.ndarray | None  # ellipsoid/lobed: [lobe, 3, 3], rows its axes / semi-axis
+    ellipsoid_centre_mm: np.ndarray | None  # ellipsoid/lobed: [lobe, 3], head centre at the origin
     apex_depth_mm: float
     half_angle_deg: float
     cap_height_mm: float
@@ -57,13 +63,23 @@ def sample_lesion(
     band_mm: float | None = None,
     band_fade: float | None = None,
 ) -> LesionParams:
-    """A random anterosuperior wedge or cap with a 1-3 mm reactive band."""
+    """A random anterosuperior wedge or cap with a 1-3 mm reactive band.
+
+    ``shape="ellipsoid"`` (never drawn): an ellipsoid of random proportions centred under
+    the articular surface anywhere on the upper half of the head, not only
+    anterosuperiorly; ``"lobed"`` (never drawn): two such ellipsoids 20-45 degrees apart,
+    merged (a lesion with two lobes or foci joined).
+    """
     drawn_shape = LESION_SHAPES[
         int(rng.integers(len(LESION_SHAPES)))
     ]  # always drawn: overrides keep the stream
     shape = drawn_shape if shape is None else shape
-    if shape not in LESION_SHAPES:
-        raise ValueError(f"lesion shape must be one of {LESION_SHAPES}, got {shape!r}")
+    if shape not in LESION_SHAPES + PROBE_LESION_SHAPES:
+        raise ValueError(f"lesion shape must be one of {LESION_SHAPES + PROBE_LESION_SHAPES}, got {shape!r}")
+    if shape in PROBE_LESION_SHAPES:
+        return _sample_ellipsoid(
+            rng, femur, target_ratio, band_mm, band_fade, lobes=2 if shape == "lobed" else 1
+        )
     superior = np.array([0.0, 0.0, 1.0])
     anterior_tilt = rotation_matrix([1.0, 0, 0], -np.deg2rad(rng.uniform(15.0, 45.0)))  # towards +v
     lateral_tilt = rotation_matrix([0, 1.0, 0], np.deg2rad(rng.uniform(-8.0, 22.0)))  # towards +u
@@ -80,6 +96,8 @@ def sample_lesion(
     return LesionParams(
         shape=shape,
         axis=axis / np.linalg.norm(axis),
+        ellipsoid_axes=None,
+        ellipsoid_centre_mm=None,
         apex_depth_mm=float(depth),
         half_angle_deg=float(angle),
         cap_height_mm=float(cap),
@@ -89,6 +107,80 @@ def sample_lesion(
         target_ratio=float(target_ratio),
         core_rel=float(rng.uniform(0.92, 1.05)),
     )
+
+
+def _lobe_axes(rng, axis: np.ndarray) -> np.ndarray:
+    """Rows: ``axis`` and two tangents, each divided by its relative semi-axis (mean 1, so g is in mm)."""
+    radial_semi = rng.uniform(0.5, 1.1)  # flattened along the radius, or a little elongated
+    tangential = rng.uniform(0.8, 1.6, size=2)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(axis[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    t1 = np.cross(axis, helper)
+    t1 /= np.linalg.norm(t1)
+    t2 = np.cross(axis, t1)
+    twist = rng.uniform(0.0, np.pi)
+    t1, t2 = np.cos(twist) * t1 + np.sin(twist) * t2, -np.sin(twist) * t1 + np.cos(twist) * t2
+    semi = np.array([radial_semi, *tangential])
+    return np.stack([axis, t1, t2]) / (semi / semi.mean())[:, None]
+
+
+def _upper_direction(polar_deg: float, azimuth: float) -> np.ndarray:
+    polar = np.deg2rad(polar_deg)
+    return np.array([np.sin(polar) * np.cos(azimuth), np.sin(polar) * np.sin(azimuth), np.cos(polar)])
+
+
+def _sample_ellipsoid(
+    rng, femur: FemurParams, target_ratio, band_mm, band_fade, lobes: int = 1
+) -> LesionParams:
+    """One ellipsoid (or two merged) centred 0-25 % of the radius under the surface, any
+    azimuth within 60 degrees of superior: medial and posterior lesions too."""
+    axis = _upper_direction(rng.uniform(0.0, 60.0), rng.uniform(0.0, 2.0 * np.pi))
+    axes = [_lobe_axes(rng, axis)]
+    radius = femur.head_radius_mm
+    centres = [(1.0 - rng.uniform(0.0, 0.25)) * radius * axis]
+    band = float(rng.uniform(1.0, 3.0)) if band_mm is None else float(band_mm)
+    fade = float(rng.uniform(0.0, 0.35)) if band_fade is None else float(band_fade)
+    irregularity, core_rel = float(rng.uniform(0.6, 1.8)), float(rng.uniform(0.92, 1.05))
+    if lobes == 2:  # drawn last, so an "ellipsoid" of the same seed keeps its shape
+        across = np.cross(axis, [0.0, 0.0, 1.0])
+        across = across if np.linalg.norm(across) > 1e-6 else np.array([1.0, 0.0, 0.0])
+        tilt = rotation_matrix(across, np.deg2rad(rng.uniform(20.0, 45.0)))
+        spin = rotation_matrix(axis, rng.uniform(0.0, 2.0 * np.pi))
+        second = spin @ tilt @ axis
+        second /= np.linalg.norm(second)
+        axes.append(_lobe_axes(rng, second))
+        centres.append((1.0 - rng.uniform(0.0, 0.25)) * radius * second)
+    return LesionParams(
+        shape="lobed" if lobes == 2 else "ellipsoid",
+        axis=axis,
+        ellipsoid_axes=np.stack(axes),
+        ellipsoid_centre_mm=np.stack(centres),
+        apex_depth_mm=0.0,
+        half_angle_deg=0.0,
+        cap_height_mm=0.0,
+        band_mm=band,
+        band_fade=fade,
+        irregularity_mm=irregularity,
+        target_ratio=float(target_ratio),
+        core_rel=core_rel,
+    )
+
+
+def _ellipsoid_distance(lesion: LesionParams):
+    """Distance-like field (mm) of the lobes: the smallest of each lobe's scaled distance,
+    so its sub-level sets are the lobes grown together around their centres."""
+    lobes = [
+        (np.asarray(centre, dtype=np.float32), np.asarray(m, dtype=np.float32))
+        for centre, m in zip(lesion.ellipsoid_centre_mm, lesion.ellipsoid_axes)
+    ]
+
+    def fn(u, v, w):
+        fields = []
+        for (cu, cv, cw), m in lobes:
+            qu, qv, qw = u - cu, v - cv, w - cw
+            fields.append(np.sqrt(sum((row[0] * qu + row[1] * qv + row[2] * qw) ** 2 for row in m)))
+        return fields[0] if len(fields) == 1 else np.minimum(*fields)
+
+    return fn
 
 
 def lesion_field(lesion: LesionParams, femur_shapes: FemurShapes, rng: np.random.Generator) -> Shape:
@@ -102,13 +194,17 @@ def lesion_field(lesion: LesionParams, femur_shapes: FemurShapes, rng: np.random
     nu, nv, nw = (np.float32(x) for x in femur_shapes.neck_axis)
     stop = np.float32(femur_shapes.junction_mm - JUNCTION_CLEARANCE_MM)
     wobble = sine_perturbation(rng, lesion.irregularity_mm, (10.0, 24.0), 6)
+    ellipsoid = _ellipsoid_distance(lesion) if lesion.shape in PROBE_LESION_SHAPES else None
 
     def fn(u, v, w):
-        qu, qv, qw = u - au, v - av, w - aw
-        s = qu * xu + qv * xv + qw * xw
-        radial = np.sqrt(np.maximum(qu * qu + qv * qv + qw * qw - s * s, 0.0))
-        g = np.maximum(radial * cos_t - s * sin_t, cap - s)
-        g += wobble(u, v, w)
+        if ellipsoid is not None:
+            g = ellipsoid(u, v, w)
+        else:
+            qu, qv, qw = u - au, v - av, w - aw
+            s = qu * xu + qv * xv + qw * xw
+            radial = np.sqrt(np.maximum(qu * qu + qv * qv + qw * qw - s * s, 0.0))
+            g = np.maximum(radial * cos_t - s * sin_t, cap - s)
+        g = g + wobble(u, v, w)
         return np.maximum(g, nu * u + nv * v + nw * w - stop)
 
     return Shape(fn, femur_shapes.head_box_low, femur_shapes.head_box_high, "lesion")

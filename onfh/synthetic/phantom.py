@@ -118,7 +118,7 @@ def generate_case(
             ``orientation`` (axial/coronal/oblique, or sagittal, never drawn),
             ``protocol`` (:class:`signal.Protocol`),
             ``snr``, ``noise`` / ``bias`` / ``blur`` (False to skip), ``oedema``, ``effusion``,
-            ``lesion_shape`` ("cap"/"wedge"), ``band_mm``, ``band_fade`` (0-1),
+            ``lesion_shape`` ("cap"/"wedge", or "ellipsoid", never drawn), ``band_mm``, ``band_fade`` (0-1),
             ``head_diameter_mm``, ``mid_tissues`` (True: mid-range tissue parameters),
             ``tissue_map`` (True: fill ``tissues`` and ``tissue_labels``).
 
