@@ -381,3 +381,41 @@ def test_segment_flow_with_a_real_child_process(a_scene, tiny_model_dir):  # noq
         segment = node.GetSegmentation().GetSegment(state.segment_id)
         assert segment_tag(segment, MODEL_SHA256_TAG) == model.sha256
     assert not job.folder.exists()
+
+
+def test_a_flagged_result_carries_its_flag_into_the_grading_panel_until_edited(
+    a_scene, a_volume_node, tmp_path
+):
+    from onfh.mrml.grade_table import panel_text
+    from onfh.mrml.grading import LiveGrader
+
+    report = tmp_path / "hip.json"
+    quality = {
+        "passed": False,
+        "summary": "low confidence: radius 12 mm",
+        "heads": [{"passed": False, "reasons": ["radius 12 mm"]}],
+    }
+    report.write_text(json.dumps({"model": {"id": "m1", "sha256": "cd" * 32}, "quality": quality}))
+    model = read_model_info(report)
+    assert model.quality == "Low confidence: radius 12 mm"
+    head, necrosis = _masks(a_volume_node)
+    node = _import_new(
+        a_scene, a_volume_node, _write_result(tmp_path, a_volume_node, head, necrosis), model
+    ).segmentation_node
+    updates = []
+    grader = LiveGrader(node, updates.append, schedule=lambda: None)
+    status = panel_text(grader.recompute())["status"]
+    assert status == "AI result: Low confidence: radius 12 mm."
+    head_id = _by_kind(node)["femoral_head"].segment_id
+    edited = _segment_mask(node, head_id, a_volume_node) & ~_ball(head.shape, (12, 20, 30), 3.0)
+    set_segment_mask(a_scene, node, head_id, edited, a_volume_node)
+    status = panel_text(grader.recompute())["status"]
+    assert status == "AI result was flagged (Low confidence: radius 12 mm); edited since."
+    clean = _import_new(
+        a_scene, a_volume_node, _write_result(tmp_path, a_volume_node, head, necrosis, "b.seg.nrrd")
+    )
+    assert (
+        panel_text(LiveGrader(clean.segmentation_node, updates.append, lambda: None).recompute())["status"]
+        == ""
+    )
+    grader.close()

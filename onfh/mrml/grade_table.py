@@ -83,18 +83,20 @@ def append_grade_row(table_node, row: list) -> None:
 def panel_text(update: GradeUpdate | None) -> dict[str, str]:
     """What the grading panel shows for an update: label texts and the badge colour.
 
-    Ratio in percent with one decimal; the badge is green (A), amber (B) or red (C).
+    Ratio in percent with one decimal; the badge is green (A), amber (B) or red (C). The
+    status line carries the AI result's low-confidence flag or note, while there is one.
     """
     colours = {"A": "#2e7d32", "B": "#e69500", "C": "#c62828"}
+    flag = f" {update.model_quality}." if update is not None and update.model_quality else ""
     if update is None or update.result is None:
-        message = "Select a segmentation." if update is None else update.error
+        message = "Select a segmentation." if update is None else (update.error or "") + flag
         return {
             "grade": "-",
             "head": "-",
             "necrosis": "-",
             "ratio": "-",
             "colour": "#9e9e9e",
-            "status": message or "",
+            "status": (message or "").strip(),
             "borderline": "",
             "kerboul": "-",
         }
@@ -105,7 +107,7 @@ def panel_text(update: GradeUpdate | None) -> dict[str, str]:
         "necrosis": f"{result.necrosis_volume_ml:.2f} mL",
         "ratio": "-" if result.ratio is None else f"{100.0 * result.ratio:.1f} %",
         "colour": colours.get(result.grade or "", "#9e9e9e"),
-        "status": result.reason or "",
+        "status": ((result.reason or "") + flag).strip(),
         "borderline": "yes" if result.borderline else "",
         "kerboul": kerboul_text(update.kerboul),
     }

@@ -243,6 +243,30 @@ class GradeUpdate:
     head_id: str | None
     necrosis_id: str | None
     kerboul: dict | None = None  # onfh.kerboul.KerboulResult.to_dict()
+    model_quality: str | None = None  # the AI result's flag, while its head segment carries one
+
+
+def model_quality_note(segmentation_node, head_id: str | None) -> str | None:
+    """What the engine said about the AI result the head segment came from, if it flagged it.
+
+    ``"AI result: Low confidence: ..."`` while the segment is as imported; once edited,
+    ``"AI result was flagged (...); edited since"``: the reader has been at work on it,
+    but should still know why it needed a look.
+    """
+    from onfh.mrml.segmentation_import import (
+        CONTENT_SHA256_TAG,
+        MODEL_QUALITY_TAG,
+        segment_fingerprint,
+        segment_tag,
+    )
+
+    segment = segmentation_node.GetSegmentation().GetSegment(head_id) if head_id else None
+    flag = segment_tag(segment, MODEL_QUALITY_TAG) if segment is not None else ""
+    if not flag:
+        return None
+    if segment_tag(segment, CONTENT_SHA256_TAG) == segment_fingerprint(segmentation_node, head_id):
+        return f"AI result: {flag}"
+    return f"AI result was flagged ({flag}); edited since"
 
 
 class LiveGrader:
@@ -322,6 +346,7 @@ class LiveGrader:
             update.kerboul = None if kerboul is None else kerboul.to_dict()
         except ValueError as error:
             update = GradeUpdate(None, str(error), head_id, necrosis_id)
+        update.model_quality = model_quality_note(self.node, head_id)
         self.on_update(update)
         return update
 

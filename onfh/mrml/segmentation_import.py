@@ -28,11 +28,15 @@ from vtk.util import numpy_support
 from onfh.errors import OnfhError
 from onfh.labels import SEGMENTS, classify_segment
 from onfh.segfile import read_segmentation
+from onfh.subprocess_runner import quality_warning
 
 MODEL_ID_TAG = "ONFH.ModelId"
 MODEL_SHA256_TAG = "ONFH.ModelSha256"
 CONTENT_SHA256_TAG = "ONFH.ContentSha256"
 """Fingerprint of a segment's voxels as imported; a different value means it was edited."""
+MODEL_QUALITY_TAG = "ONFH.ModelQuality"
+"""The engine's verdict on the AI result it came with ("Low confidence: ..." or "Check: ..."),
+kept on the segments so that ONFH Grading shows it wherever the node goes (saved scenes too)."""
 TERMINOLOGY_TAG = "TerminologyEntry"
 BINARY_LABELMAP = "Binary labelmap"
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -40,14 +44,16 @@ _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Which model produced a result: stored on every AI segment as tags."""
+    """Which model produced a result, and its quality verdict: stored on every AI segment as tags."""
 
     model_id: str
     sha256: str
+    quality: str = ""  # onfh.subprocess_runner.quality_warning of the report; "" when it passed
 
 
 def read_model_info(report_path: str | os.PathLike) -> ModelInfo | None:
-    """The ``model`` entry (``id``, ``sha256``) of an ``onfh segment`` per-case JSON report.
+    """The ``model`` entry (``id``, ``sha256``) of an ``onfh segment`` per-case JSON report,
+    with the report's quality warning (empty when its checks passed without a note).
 
     Returns ``None`` when the report has no model entry (e.g. a label file made by hand).
 
@@ -64,7 +70,7 @@ def read_model_info(report_path: str | os.PathLike) -> ModelInfo | None:
     model = report.get("model") if isinstance(report, dict) else None
     if not isinstance(model, dict) or not model.get("id"):
         return None
-    return ModelInfo(str(model["id"]), str(model.get("sha256", "")))
+    return ModelInfo(str(model["id"]), str(model.get("sha256", "")), quality_warning(report) or "")
 
 
 # --- volume <-> image --------------------------------------------------------------------
@@ -438,5 +444,9 @@ def _set_segment(node, segment_id: str, mask_zyx: np.ndarray, volume_node, spec,
     else:
         segment.RemoveTag(MODEL_ID_TAG)
         segment.RemoveTag(MODEL_SHA256_TAG)
+    if model is not None and model.quality:
+        segment.SetTag(MODEL_QUALITY_TAG, model.quality)
+    else:
+        segment.RemoveTag(MODEL_QUALITY_TAG)
     segment.SetTag(CONTENT_SHA256_TAG, segment_fingerprint(node, segment_id))
     logic.SetSegmentStatus(segment, logic.NotStarted)
