@@ -133,6 +133,17 @@ class ThresholdModel(torch.nn.Module):
         self.segmenter = ThresholdNetwork((0.25, 0.75))
 
 
+def threshold_segment(image: sitk.Image):
+    """Segment ``image`` with the threshold model: ``(InferenceResult, progress stages seen)``."""
+    from onfh.inference import Segmenter
+
+    stages = []
+    result = Segmenter(ThresholdModel(), threshold_model_config()).segment(
+        image, progress=lambda stage, fraction: stages.append(stage)
+    )
+    return result, stages
+
+
 def threshold_model_config(patch_size=(64, 64, 64)) -> dict:
     """The shared design's configuration with percentiles that keep all phantom levels."""
     from onfh.modelfolder import default_config

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from model_fixtures import ThresholdModel, threshold_model_config
-
-from onfh.inference import Segmenter
+from model_fixtures import threshold_segment
 
 SPACING_MM = (1.5, 1.5, 1.5)
 SIZE = (150, 110, 80)  # 225 x 165 x 120 mm
@@ -41,16 +39,8 @@ def _image(with_head: bool = True) -> sitk.Image:
     return image
 
 
-def _segment(image: sitk.Image):
-    stages = []
-    result = Segmenter(ThresholdModel(), threshold_model_config()).segment(
-        image, progress=lambda stage, fraction: stages.append(stage)
-    )
-    return result, stages
-
-
 def test_a_larger_muscle_slab_is_rejected_and_the_head_is_found_among_the_candidates():
-    result, _ = _segment(_image())
+    result, _ = threshold_segment(_image())
     assert len(result.heads) == 1
     head = result.heads[0]
     assert head.check.passed, head.check.reasons
@@ -64,7 +54,7 @@ def test_a_larger_muscle_slab_is_rejected_and_the_head_is_found_among_the_candid
 
 
 def test_only_a_slab_is_returned_with_a_low_confidence_flag_after_a_whole_image_search():
-    result, stages = _segment(_image(with_head=False))
+    result, stages = threshold_segment(_image(with_head=False))
     assert result.quality["passed"] is False
     assert result.quality["summary"].startswith("low confidence: ")
     assert "sphere" in result.quality["summary"]

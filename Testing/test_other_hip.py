@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-from model_fixtures import ThresholdModel, threshold_model_config
+from model_fixtures import threshold_segment
 
 from onfh.head_search import contralateral_centres
-from onfh.inference import OTHER_HIP_STAGE, Segmenter
+from onfh.inference import OTHER_HIP_STAGE
 
 SPACING_MM = (1.5, 1.5, 1.5)
 WIDE_SIZE = (250, 100, 80)  # 375 x 150 x 120 mm: a whole pelvis
@@ -43,14 +43,6 @@ def _image(size, heads: dict) -> sitk.Image:
     return image
 
 
-def _segment(image: sitk.Image):
-    stages = []
-    result = Segmenter(ThresholdModel(), threshold_model_config()).segment(
-        image, progress=lambda stage, fraction: stages.append(stage)
-    )
-    return result, stages
-
-
 def test_the_other_place_is_inside_a_wide_field_of_view_only():
     wide = contralateral_centres(_grid(WIDE_SIZE), LEFT_HEAD_MM)
     assert wide, "a 375 mm field of view holds the other hip"
@@ -60,7 +52,9 @@ def test_the_other_place_is_inside_a_wide_field_of_view_only():
 
 
 def test_a_head_the_localiser_missed_is_found_by_the_look_and_sided():
-    result, stages = _segment(_image(WIDE_SIZE, {tuple(LEFT_HEAD_MM): 120.0, tuple(RIGHT_HEAD_MM): 40.0}))
+    result, stages = threshold_segment(
+        _image(WIDE_SIZE, {tuple(LEFT_HEAD_MM): 120.0, tuple(RIGHT_HEAD_MM): 40.0})
+    )
     assert OTHER_HIP_STAGE in stages
     assert len(result.heads) == 2
     second = result.heads[1]
@@ -75,7 +69,7 @@ def test_a_head_the_localiser_missed_is_found_by_the_look_and_sided():
 
 
 def test_no_head_where_the_other_hip_should_be_gives_a_note_and_keeps_the_grade():
-    result, stages = _segment(_image(WIDE_SIZE, {tuple(LEFT_HEAD_MM): 120.0}))
+    result, stages = threshold_segment(_image(WIDE_SIZE, {tuple(LEFT_HEAD_MM): 120.0}))
     assert OTHER_HIP_STAGE in stages
     assert len(result.heads) == 1
     assert result.quality["passed"] is True  # the head that was found is graded as usual
@@ -85,7 +79,7 @@ def test_no_head_where_the_other_hip_should_be_gives_a_note_and_keeps_the_grade(
 
 
 def test_a_one_hip_field_of_view_is_not_searched_for_a_second_hip():
-    result, stages = _segment(_image(NARROW_SIZE, {(40.0, 0.0, 0.0): 120.0}))
+    result, stages = threshold_segment(_image(NARROW_SIZE, {(40.0, 0.0, 0.0): 120.0}))
     assert OTHER_HIP_STAGE not in stages
     assert len(result.heads) == 1
     assert "notes" not in result.quality and result.quality["summary"] == "passed"
@@ -96,7 +90,7 @@ def test_the_note_reaches_the_command_line_summary_csv_and_front_ends():
     from onfh.segment_summary import summary_row
     from onfh.subprocess_runner import quality_warning
 
-    result, _ = _segment(_image(WIDE_SIZE, {tuple(LEFT_HEAD_MM): 120.0}))
+    result, _ = threshold_segment(_image(WIDE_SIZE, {tuple(LEFT_HEAD_MM): 120.0}))
     case_json = {
         "femoral_head_volume_ml": 48.1,
         "necrosis_volume_ml": 0.0,
