@@ -66,6 +66,23 @@ def test_a_sphere_cut_at_the_neck_with_a_subchondral_lesion_passes():
     assert check.lesion_reaches_surface is True
 
 
+@pytest.mark.parametrize("depression_mm", [2.0, 4.0, 6.0])
+def test_a_collapsed_head_still_passes(depression_mm):
+    """Steinberg stage III-IV heads are collapsed: the necrotic dome sinks by millimetres.
+
+    Collapse is what the grade predicts, so a collapsed head must be graded, not flagged:
+    a 23 mm head cut at the neck whose weight-bearing dome is pushed in flat by up to 6 mm
+    still lies mostly on a sphere.
+    """
+    z, _, _ = _coords_mm()
+    head = _ball(23.0).astype(bool) & (z > -17.0) & (z < 23.0 - depression_mm)
+    label = head.astype(np.uint8)
+    label[head & (z > 9.0)] = 2
+    check = check_head(label, SPACING_ZYX_MM)
+    assert check.passed, check.reasons
+    assert check.radius_mm == pytest.approx(23.0, abs=1.5)
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
