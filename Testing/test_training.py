@@ -365,7 +365,13 @@ def test_model_config_keeps_the_parent_for_fine_tuning(tmp_path):
     from onfh.network import build_model
     from onfh.training.trainer import TrainingPlan, _base_config
 
-    parent_config = {**model_config(TINY), "id": "parent", "training": {"seed": 1}}
+    uncertainty = {"sd_scale": 8.0, "calibration": "pooled over 66 phantoms"}
+    parent_config = {
+        **model_config(TINY),
+        "id": "parent",
+        "training": {"seed": 1},
+        "uncertainty": uncertainty,
+    }
     parent = save_model_folder(tmp_path / "parent", build_model(parent_config), parent_config)
     plan = TrainingPlan(
         dataset="unused",
@@ -377,5 +383,10 @@ def test_model_config_keeps_the_parent_for_fine_tuning(tmp_path):
     assert config["segmenter"]["network"]["filters"] == [4, 8, 16]  # the parent's network wins
     assert "id" not in config and "sha256" not in config and "training" not in config
     assert info["sha256"] == parent.sha256
+    assert config["uncertainty"]["sd_scale"] == 8.0
+    assert config["uncertainty"]["calibration"].startswith(
+        "inherited from parent, not measured for this model"
+    )
+    assert config["uncertainty"]["calibration"].endswith("pooled over 66 phantoms")
     expected = copy.deepcopy(build_model(config).state_dict())
     assert set(state) == set(expected)

@@ -97,6 +97,14 @@ def _base_config(plan: TrainingPlan) -> tuple[dict[str, Any], dict[str, Any] | N
 
     folder = load_model_folder(plan.init_from)
     config = {k: copy.deepcopy(v) for k, v in folder.config.items() if k not in _PER_MODEL_KEYS}
+    if "calibration" in config.get("uncertainty", {}):
+        # The parent's interval factor is a fair start, but it was measured for the parent:
+        # say so, so that nobody reads it as this model's calibration.
+        config["uncertainty"]["calibration"] = (
+            f"inherited from {folder.id}, not measured for this model (re-fit it on held-out "
+            f"cases: onfh evaluate's 'Ratio 90 % interval' row); the parent's: "
+            + config["uncertainty"]["calibration"]
+        )
     state = load_model(folder, "cpu").state_dict()
     return config, state, folder.info()
 
