@@ -196,3 +196,18 @@ def test_a_lobed_lesion_changes_only_the_lesion_of_its_seed():
 
 def test_drawn_lesions_are_never_probe_shapes():
     assert {generate_case(seed, **SMALL).info["lesion_shape"] for seed in range(40, 46)} <= {"cap", "wedge"}
+
+
+def test_a_collapsed_head_is_flattened_over_its_lesion_only():
+    flat = generate_case(5, ratio=0.25, collapse_mm=5.0, **SMALL)
+    round_head = generate_case(5, ratio=0.25, **SMALL)
+    flat_label, round_label = (sitk.GetArrayFromImage(c.label) for c in (flat, round_head))
+    assert flat.info["collapse_mm"] == 5.0 and "collapse_mm" not in round_head.info
+    assert np.count_nonzero(flat_label > 0) < 0.97 * np.count_nonzero(round_label > 0)
+    assert np.all(round_label[flat_label > 0] > 0)  # only taken away, never added
+    removed = (round_label > 0) & (flat_label == 0)
+    assert np.count_nonzero(round_label[removed] == 2) > 0.5 * np.count_nonzero(removed)  # over the lesion
+    head_voxels = np.count_nonzero(flat_label > 0)
+    assert flat.info["ratio"] == pytest.approx(0.25, abs=1.0 / head_voxels + 1e-9)
+    with pytest.raises(ValueError, match="collapse_mm must be in"):
+        generate_case(5, collapse_mm=9.0, **SMALL)

@@ -116,6 +116,7 @@ def test_same_seed_gives_the_same_bytes(tmp_path):
         ({"cases": 2, "head_diameter_mm": (30.0, 45.0)}, "<= 58 .adult femoral heads., got 30 45"),
         ({"cases": 2, "head_diameter_mm": (50.0, 44.0)}, "got 50 44"),
         ({"cases": 2, "lesion_shape": "sphere"}, "cap, wedge, ellipsoid, lobed, got 'sphere'"),
+        ({"cases": 2, "collapse_mm": 12.0}, "--collapse-mm must be within 0-8 mm, got 12"),
     ],
 )
 def test_bad_arguments_write_nothing(tmp_path, kwargs, message):
@@ -232,5 +233,6 @@ def test_lesion_shape_is_asked_for_and_recorded(tmp_path, a_cohort):
     rows = write_cohort(root, cases=2, seed=1, lesion_shape="lobed", **TINY)
     assert [row["lesion_shape"] for row in rows] == ["lobed", "lobed"]
     assert json.loads((root / "dataset.json").read_text())["lesion_shape"] == "lobed"
+    assert json.loads((root / "dataset.json").read_text())["collapse_mm"] == 0.0
     drawn_root, _ = a_cohort
     assert json.loads((drawn_root / "dataset.json").read_text())["lesion_shape"] == "cap or wedge (drawn)"

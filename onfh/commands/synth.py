@@ -63,6 +63,14 @@ def register(subparsers) -> None:
         "lobed, two such ellipsoids merged)",
     )
     parser.add_argument(
+        "--collapse-mm",
+        type=float,
+        default=0.0,
+        metavar="D",
+        help="push the dome over each lesion in flat by D mm (0-8; a collapsed head, Steinberg "
+        "stage III-IV; default 0, never drawn)",
+    )
+    parser.add_argument(
         "--tissue-maps",
         action="store_true",
         help="also write tissuesTr/<case>.nii.gz (every voxel's tissue), for contrast-randomised training",
@@ -96,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         orientation=args.orientation,
         head_diameter_mm=tuple(args.head_diameter_mm) if args.head_diameter_mm else None,
         lesion_shape=args.lesion_shape,
+        collapse_mm=args.collapse_mm,
     )
     grades = {grade: sum(1 for row in rows if row["grade"] == grade) for grade in ("A", "B", "C")}
     counts = ", ".join(f"{grade} {count}" for grade, count in grades.items())

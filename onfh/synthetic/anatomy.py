@@ -153,8 +153,13 @@ def shaft_direction(femur: FemurParams) -> np.ndarray:
     return np.array([-np.sin(tilt), 0.0, -np.cos(tilt)])
 
 
-def build_femur(femur: FemurParams) -> FemurShapes:
-    """Head, neck, trochanters and shaft, smoothly joined; cortex thickens down the femur."""
+def build_femur(femur: FemurParams, collapse: tuple[np.ndarray, float] | None = None) -> FemurShapes:
+    """Head, neck, trochanters and shaft, smoothly joined; cortex thickens down the femur.
+
+    ``collapse`` = ``(axis, depth_mm)``: the dome around ``axis`` (unit vector from the
+    head centre, femur frame) is pushed in flat by ``depth_mm``, as a head collapses over
+    its necrosis (Steinberg stage III-IV); cartilage and the head label follow the bone.
+    """
     r = femur.head_radius_mm
     n = neck_axis(femur)
     d_s = shaft_direction(femur)
@@ -164,6 +169,10 @@ def build_femur(femur: FemurParams) -> FemurShapes:
     base = neck_length * n
     waist = femur.neck_radius_ratio * r
     head = ellipsoid((0, 0, 0), np.asarray(femur.head_scale) * r, femur.head_axes)
+    if collapse is not None and collapse[1] > 0.0:
+        pad = r * 1.1 + 3.0
+        flat = half_space(collapse[0], r - float(collapse[1]), np.full(3, -pad), np.full(3, pad))
+        head = intersection([head, flat], 1.5)
     neck = round_cone(0.2 * r * n, base, waist, 0.78 * r)
     lateral = np.array([1.0, 0, 0])
     posterior = np.array([0, -1.0, 0])

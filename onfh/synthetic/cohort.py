@@ -36,7 +36,7 @@ from onfh.imageio import write_image_atomic, write_text_atomic
 from onfh.synthetic.anatomy import DRAWN_HEAD_DIAMETER_MM
 from onfh.synthetic.geometry import ACQUISITION_ORIENTATIONS
 from onfh.synthetic.lesion import LESION_SHAPES, PROBE_LESION_SHAPES
-from onfh.synthetic.phantom import GENERATOR_VERSION, generate_case, resolve_geometry
+from onfh.synthetic.phantom import GENERATOR_VERSION, MAX_COLLAPSE_MM, generate_case, resolve_geometry
 
 PREVIEW_DIR = "previews"
 CONTRASTS = ("spgr", "random")
@@ -179,6 +179,7 @@ def write_cohort(
     orientation: str | None = None,
     head_diameter_mm: tuple[float, float] | None = None,
     lesion_shape: str | None = None,
+    collapse_mm: float = 0.0,
 ) -> list[dict]:
     """Write ``cases`` synthetic hips into ``outdir`` (a new or empty folder).
 
@@ -206,6 +207,8 @@ def write_cohort(
         lesion_shape: every lesion a ``cap``, ``wedge``, ``ellipsoid`` or ``lobed`` (the last
             two never drawn: an ellipsoid anywhere on the upper half of the head, or two
             merged; probes of lesions unlike the drawn ones); ``None`` draws cap or wedge.
+        collapse_mm: every lesioned head's dome over its lesion pushed in flat by this
+            many millimetres (0-8; collapse, Steinberg stage III-IV; never drawn).
 
     Returns:
         One ``cases.csv`` row (a dict) per case.
@@ -217,6 +220,8 @@ def write_cohort(
     shapes = LESION_SHAPES + PROBE_LESION_SHAPES
     if lesion_shape is not None and lesion_shape not in shapes:
         raise OnfhError(f"--lesion-shape must be one of {', '.join(shapes)}, got {lesion_shape!r}")
+    if not 0.0 <= float(collapse_mm) <= MAX_COLLAPSE_MM:
+        raise OnfhError(f"--collapse-mm must be within 0-{MAX_COLLAPSE_MM:g} mm, got {collapse_mm:g}")
     if contrast not in CONTRASTS:
         raise OnfhError(f"contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
     render = _random_renderer() if contrast == "random" else None
@@ -242,6 +247,7 @@ def write_cohort(
                     orientation=orientation,
                     head_diameter_mm=diameter_mm,
                     lesion_shape=lesion_shape,
+                    collapse_mm=float(collapse_mm),
                     tissue_map=tissue_maps or bool(render),
                 )
             except ValueError as error:
@@ -283,6 +289,7 @@ def write_cohort(
                 else "{:g}-{:g} (drawn)".format(*DRAWN_HEAD_DIAMETER_MM)
             ),
             "lesion_shape": lesion_shape or "cap or wedge (drawn)",
+            "collapse_mm": float(collapse_mm),
             "cases_csv": CASES_CSV,
         }
         write_dataset_json(staging, description=_description(seed), extra=extra, name=root.resolve().name)

@@ -25,6 +25,7 @@ GENERATOR_VERSION = "1"
 DEFAULT_SPACING_MM = (0.7, 0.7, 1.0)
 DEFAULT_SIZE = (256, 256, 120)
 BILATERAL_SPACING_MM = (1.4, 1.4, 1.0)
+MAX_COLLAPSE_MM = 8.0  # beyond this a head is no longer a head to grade (Steinberg stage V-VI)
 OVERRIDES = (
     "ratio",
     "side",
@@ -40,6 +41,7 @@ OVERRIDES = (
     "band_mm",
     "band_fade",
     "head_diameter_mm",
+    "collapse_mm",
     "mid_tissues",
     "tissue_map",
 )
@@ -119,7 +121,8 @@ def generate_case(
             ``protocol`` (:class:`signal.Protocol`),
             ``snr``, ``noise`` / ``bias`` / ``blur`` (False to skip), ``oedema``, ``effusion``,
             ``lesion_shape`` ("cap"/"wedge", or "ellipsoid", never drawn), ``band_mm``, ``band_fade`` (0-1),
-            ``head_diameter_mm``, ``mid_tissues`` (True: mid-range tissue parameters),
+            ``head_diameter_mm``, ``collapse_mm`` (0-8: the dome over the lesion pushed
+            in flat, never drawn), ``mid_tissues`` (True: mid-range tissue parameters),
             ``tissue_map`` (True: fill ``tissues`` and ``tissue_labels``).
 
     Raises:
@@ -146,6 +149,8 @@ def generate_case(
     ratio = drawn_ratio if overrides.get("ratio") is None else overrides["ratio"]
     if not 0.0 <= float(ratio) <= 0.9:
         raise ValueError(f"ratio must be in [0, 0.9], got {ratio}")
+    if not 0.0 <= float(overrides.get("collapse_mm") or 0.0) <= MAX_COLLAPSE_MM:
+        raise ValueError(f"collapse_mm must be in [0, {MAX_COLLAPSE_MM:g}], got {overrides['collapse_mm']}")
 
     body = soft_tissue.sample_body(streams["body"])
     patient = patient_frame(pose_rng, side)
@@ -279,6 +284,8 @@ def _info(
         **distractors.summary(),
         **body.summary(),
     }
+    if index_hip.collapse_mm:  # only when asked for, so that other cases' metadata stays as it was
+        info["collapse_mm"] = round(index_hip.collapse_mm, 2)
     if bilateral:
         info["hips"] = [
             _hip_info(hip, counts, grid, index) for index, (hip, counts) in enumerate(zip(hips, hip_counts))

@@ -57,7 +57,8 @@ def paint_hip(canvas: Canvas, label: np.ndarray, hip: Hip, values: dict, distrac
     """
     grid = canvas.grid
     ramp = grid.ramp_mm
-    femur_shapes = anatomy.build_femur(hip.femur)
+    collapse = (hip.lesion.axis, hip.collapse_mm) if hip.lesion is not None and hip.collapse_mm else None
+    femur_shapes = anatomy.build_femur(hip.femur, collapse)
     pelvis_shapes = anatomy.build_pelvis(hip.pelvis, hip.femur)
     if distractors is not None and distractors.effusion:
         effusion = lesion.effusion_shape(femur_shapes, hip.femur, distractors)

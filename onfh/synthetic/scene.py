@@ -26,6 +26,7 @@ class Hip:
     femur: anatomy.FemurParams
     pelvis: anatomy.PelvisParams
     lesion: LesionParams | None
+    collapse_mm: float = 0.0  # the dome over the lesion pushed in flat by this much (never drawn)
 
 
 def patient_frame(rng: np.random.Generator, side: str) -> Frame:
@@ -70,7 +71,8 @@ def sample_hips(
                 overrides.get("band_mm"),
                 overrides.get("band_fade"),
             )
-        hips.append(Hip(hip_side, frame, frame.rotated(femur.pose), femur, pelvis, the_lesion))
+        collapse_mm = float(overrides.get("collapse_mm") or 0.0) if the_lesion is not None else 0.0
+        hips.append(Hip(hip_side, frame, frame.rotated(femur.pose), femur, pelvis, the_lesion, collapse_mm))
     return hips
 
 
