@@ -16,7 +16,9 @@
 # UNI_SEED+i and BI_SEED+i (3000 and 3100); HEAD_DIAMETER_MM="MIN MAX" for heads of other
 # sizes than the generator's 42-50 mm; SAGITTAL_PARTS (the last this many one-hip parts
 # acquired sagittal, default 0); ELLIPSOID_PARTS (the first this many one-hip parts with
-# ellipsoidal lesions anywhere on the upper head, --lesion-shape ellipsoid; default 0); LOGO=0 to train only the default model; WORKERS and
+# ellipsoidal lesions anywhere on the upper head, --lesion-shape ellipsoid; default 0);
+# COLLAPSE_MM="D0 D1 ..." (one-hip part i with heads collapsed D_i mm over the lesion,
+# --collapse-mm; default none); LOGO=0 to train only the default model; WORKERS and
 # THREADS per training process; DEVICE (cuda); EVAL_SETS=0 to skip the unseen sets,
 # EVAL_DIV to divide their case counts (a quick trial run), EVAL_TIMEOUT (seconds a model
 # may take on one set: a poor model's whole-image searches are slow; cases left are missing).
@@ -34,6 +36,8 @@ UNI_PARTS=${UNI_PARTS:-8}; UNI_CASES=${UNI_CASES:-6}
 BI_PARTS=${BI_PARTS:-2}; BI_CASES=${BI_CASES:-6}
 UNI_SEED=${UNI_SEED:-3000}; BI_SEED=${BI_SEED:-3100}; HEAD_DIAMETER_MM=${HEAD_DIAMETER_MM:-}
 SAGITTAL_PARTS=${SAGITTAL_PARTS:-0}; ELLIPSOID_PARTS=${ELLIPSOID_PARTS:-0}; LOGO=${LOGO:-1}
+# shellcheck disable=SC2206 # a list of depths: words on purpose
+COLLAPSE=(${COLLAPSE_MM:-})
 WORKERS=${WORKERS:-2}; THREADS=${THREADS:-2}; DEVICE=${DEVICE:-cuda}
 EVAL_SETS=${EVAL_SETS:-1}; EVAL_DIV=${EVAL_DIV:-1}; EVAL_TIMEOUT=${EVAL_TIMEOUT:-120}
 mkdir -p "$OUT" "$WORK"
@@ -48,6 +52,7 @@ heads=(); [ -n "$HEAD_DIAMETER_MM" ] && heads=(--head-diameter-mm $HEAD_DIAMETER
 for i in $(seq 0 $((UNI_PARTS - 1))); do
   view=(); [ "$i" -ge $((UNI_PARTS - SAGITTAL_PARTS)) ] && view=(--orientation sagittal)
   [ "$i" -lt "$ELLIPSOID_PARTS" ] && view+=(--lesion-shape ellipsoid)
+  [ "$i" -lt "${#COLLAPSE[@]}" ] && view+=(--collapse-mm "${COLLAPSE[$i]}")
   onfh synth "$WORK/u$i" --cases "$UNI_CASES" --seed $((UNI_SEED + i)) --tissue-maps "${heads[@]}" "${view[@]}" \
     >"$WORK/synth_u$i.log" 2>&1 &
   parts+=("u$i=$WORK/u$i")
