@@ -13,6 +13,7 @@ training set call ``onfh.mrml.case_save`` and ``onfh.mrml.training_export``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -356,8 +357,11 @@ class OnfhWebApp:
             self._confirming = True
             asyncio.get_event_loop().call_soon(self._confirm_grade)
             return
+        # The page shows the AI result's flag in its own banner (onfh_quality); the status
+        # line, which also carries this page's messages, need not repeat it.
+        shown = dataclasses.replace(update, model_quality=None)
         with self.state:
-            self.state.update({f"onfh_{key}": value for key, value in panel_text(update).items()})
+            self.state.update({f"onfh_{key}": value for key, value in panel_text(shown).items()})
             self.state.onfh_grade_serial += 1
 
     def _confirm_grade(self) -> None:
