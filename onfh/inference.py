@@ -343,12 +343,10 @@ class Segmenter:
         coarse_probabilities = run_network(self.model.localiser, coarse, self.device)
         lap("localiser_network_s")
         min_volume_mm3 = float(localiser.get("min_head_volume_mm3", MIN_HEAD_VOLUME_MM3))
+        max_heads = int(localiser.get("max_heads", MAX_HEADS))
         try:
             centres = localise_heads(
-                coarse_probabilities,
-                coarse_grid,
-                min_volume_mm3=min_volume_mm3,
-                max_heads=int(localiser.get("max_heads", MAX_HEADS)),
+                coarse_probabilities, coarse_grid, min_volume_mm3=min_volume_mm3, max_heads=max_heads
             )
         except OnfhError:
             centres = []  # nothing head-like: the whole-image search below still looks
@@ -368,7 +366,7 @@ class Segmenter:
                 report("resample", share + 0.6 / max(len(centres), 1))
                 self._add_head(attempt, head_centre, image, label_array, heads, lap)
         notes = []
-        if len(heads) == 1 and int(localiser.get("max_heads", MAX_HEADS)) >= 2:
+        if len(heads) == 1 and max_heads >= 2:
             notes = self._look_for_other_hip(alternatives, image, label_array, heads, report, lap)
         if not heads:
             raise OnfhError(

@@ -119,7 +119,9 @@ def check_output_folder(outdir: str | os.PathLike) -> Path:
     return root
 
 
-def _check_arguments(cases, seed, spacing_mm, size, bilateral: bool, orientation, head_diameter_mm) -> None:
+def _check_arguments(
+    cases, seed, spacing_mm, size, bilateral: bool, orientation, head_diameter_mm, lesion_shape, collapse_mm
+) -> None:
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
         raise OnfhError(f"--cases must be an integer >= 1, got {cases!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -138,6 +140,11 @@ def _check_arguments(cases, seed, spacing_mm, size, bilateral: bool, orientation
                 f"--head-diameter-mm must be MIN MAX with {low_limit:g} <= MIN <= MAX <= {high_limit:g} "
                 f"(adult femoral heads), got {low:g} {high:g}"
             )
+    shapes = LESION_SHAPES + PROBE_LESION_SHAPES
+    if lesion_shape is not None and lesion_shape not in shapes:
+        raise OnfhError(f"--lesion-shape must be one of {', '.join(shapes)}, got {lesion_shape!r}")
+    if not 0.0 <= float(collapse_mm) <= MAX_COLLAPSE_MM:
+        raise OnfhError(f"--collapse-mm must be within 0-{MAX_COLLAPSE_MM:g} mm, got {collapse_mm:g}")
     try:
         resolve_geometry(spacing_mm, size, bilateral)
     except ValueError as error:
@@ -216,12 +223,9 @@ def write_cohort(
     Raises:
         OnfhError: bad arguments or output folder; nothing is written then.
     """
-    _check_arguments(cases, seed, spacing_mm, size, bilateral, orientation, head_diameter_mm)
-    shapes = LESION_SHAPES + PROBE_LESION_SHAPES
-    if lesion_shape is not None and lesion_shape not in shapes:
-        raise OnfhError(f"--lesion-shape must be one of {', '.join(shapes)}, got {lesion_shape!r}")
-    if not 0.0 <= float(collapse_mm) <= MAX_COLLAPSE_MM:
-        raise OnfhError(f"--collapse-mm must be within 0-{MAX_COLLAPSE_MM:g} mm, got {collapse_mm:g}")
+    _check_arguments(
+        cases, seed, spacing_mm, size, bilateral, orientation, head_diameter_mm, lesion_shape, collapse_mm
+    )
     if contrast not in CONTRASTS:
         raise OnfhError(f"contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
     render = _random_renderer() if contrast == "random" else None

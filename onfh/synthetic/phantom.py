@@ -120,7 +120,8 @@ def generate_case(
             ``orientation`` (axial/coronal/oblique, or sagittal, never drawn),
             ``protocol`` (:class:`signal.Protocol`),
             ``snr``, ``noise`` / ``bias`` / ``blur`` (False to skip), ``oedema``, ``effusion``,
-            ``lesion_shape`` ("cap"/"wedge", or "ellipsoid", never drawn), ``band_mm``, ``band_fade`` (0-1),
+            ``lesion_shape`` ("cap"/"wedge", or "ellipsoid"/"lobed", never drawn),
+            ``band_mm``, ``band_fade`` (0-1),
             ``head_diameter_mm``, ``collapse_mm`` (0-8: the dome over the lesion pushed
             in flat, never drawn), ``mid_tissues`` (True: mid-range tissue parameters),
             ``tissue_map`` (True: fill ``tissues`` and ``tissue_labels``).
